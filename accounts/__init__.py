@@ -1,0 +1,1 @@
+"""Accounts: the custom User, roles, sign-in and API token pages."""

@@ -1,0 +1,67 @@
+"""Fixtures shared by every app's tests: isolated media, a trained model, signed-in users."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings as django_settings
+
+from mlcore import selectors
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    """Each test writes model artifacts and uploads under its own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FLOODSITE_MODEL_DIR = settings.MEDIA_ROOT / "models"
+    selectors._cache.clear()
+    yield
+    selectors._cache.clear()
+
+
+@pytest.fixture(scope="session")
+def trained_default():
+    """One small model trained on the synthetic generator, shared by the session."""
+    from mlcore.engine import synthetic, training
+
+    data = training.synthetic_training_data(n_rows=6_000, seed=7)
+    return training.train_model(
+        data, name=django_settings.FLOODSITE_MODEL_NAME, seed=7, feature_specs=synthetic.FEATURES
+    )
+
+
+@pytest.fixture
+def register_model(trained_default, db):
+    """Register the session's trained model as a new version (production when asked)."""
+    import copy
+
+    from mlcore.services import model_version_register
+
+    def register(*, promote: bool = False, fmt: str = "joblib", notes: str = ""):
+        return model_version_register(
+            pipeline=trained_default.pipeline,
+            manifest=copy.deepcopy(trained_default.manifest),
+            x_check=trained_default.x_test[:500],
+            fmt=fmt,
+            notes=notes,
+            promote=promote,
+            reason="test fixture",
+        )
+
+    return register
+
+
+@pytest.fixture
+def production_model(register_model):
+    return register_model(promote=True)
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    return django_user_model.objects.create_user(username="analyst", password="flood-risk-1")
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return django_user_model.objects.create_superuser(
+        username="root", password="flood-risk-admin-1", email="root@example.org"
+    )

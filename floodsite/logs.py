@@ -1,0 +1,41 @@
+"""Structured logging: JSON lines in production, readable lines locally, a request id on each."""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+
+_SHARED_PROCESSORS = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def build_formatter(fmt: str = "console") -> logging.Formatter:
+    """Return the formatter the LOGGING setting names; also wires structlog's own loggers.
+
+    Lines from the standard library (Django, Celery, gunicorn) and from structlog pass through
+    the same processors, so both carry the request id bound by RequestIDMiddleware.
+    """
+    structlog.configure(
+        processors=[
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        extra = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        extra = []
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED_PROCESSORS,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *extra, renderer],
+    )

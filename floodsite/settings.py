@@ -1,0 +1,337 @@
+"""Every floodsite setting, read from the environment with safe defaults.
+
+Two modes, chosen by DJANGO_ENV:
+
+* ``local`` (the default when no DJANGO_SECRET_KEY is set): SQLite under ``var/``, a
+  filesystem Celery broker (no server), local-memory cache, readable logs. A secret key is
+  generated once into ``var/secret_key`` so sessions survive restarts.
+* ``production`` (the default as soon as DJANGO_SECRET_KEY is set): the secret key, allowed
+  hosts and DATABASE_URL are required; HTTPS-only cookies, HSTS and JSON logs are on.
+
+DEBUG is off in both unless DJANGO_DEBUG asks for it. The README and ``.env.example`` document
+each variable read here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_dotenv = BASE_DIR / ".env"
+if _dotenv.is_file():
+    env.read_env(str(_dotenv))
+
+
+def _refuse(variable: str, reason: str) -> None:
+    """Stop the process with one line naming the variable, instead of a traceback."""
+    sys.stderr.write(f"floodsite: configuration error: {variable} {reason}\n")
+    raise SystemExit(2)
+
+
+def _read(reader, name: str, **kwargs):
+    """Read one variable; a malformed value stops the process with one line naming it."""
+    try:
+        return reader(name, **kwargs)
+    except (ValueError, environ.ImproperlyConfigured) as exc:
+        _refuse(name, f"is malformed: {exc}")
+
+
+VAR_DIR = Path(_read(env.str, "FLOODSITE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+_secret_from_env = env.str("DJANGO_SECRET_KEY", default="")
+DJANGO_ENV = _read(env.str, "DJANGO_ENV", default="production" if _secret_from_env else "local")
+if DJANGO_ENV not in {"local", "production"}:
+    _refuse("DJANGO_ENV", f"must be 'local' or 'production', not {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = _read(env.bool, "DJANGO_DEBUG", default=False)
+
+if PRODUCTION:
+    if not _secret_from_env:
+        _refuse("DJANGO_SECRET_KEY", "is required when DJANGO_ENV=production")
+    if len(_secret_from_env) < 50 or len(set(_secret_from_env)) < 5:
+        _refuse("DJANGO_SECRET_KEY", "must be at least 50 random characters")
+    SECRET_KEY = _secret_from_env
+else:
+    # A local run gets a random key kept under var/, never a key written in the source.
+    if _secret_from_env:
+        SECRET_KEY = _secret_from_env
+    else:
+        _key_file = VAR_DIR / "secret_key"
+        if not _key_file.exists():
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            _key_file.write_text(secrets.token_urlsafe(64))
+            _key_file.chmod(0o600)
+        SECRET_KEY = _key_file.read_text().strip()
+
+ALLOWED_HOSTS = _read(
+    env.list, "DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1"]
+)
+if PRODUCTION and not ALLOWED_HOSTS:
+    _refuse("DJANGO_ALLOWED_HOSTS", "is required when DJANGO_ENV=production")
+CSRF_TRUSTED_ORIGINS = _read(env.list, "DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- applications -------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "django_htmx",
+    "csp",
+    "floodsite",
+    "accounts",
+    "mlcore",
+    "predictions",
+]
+
+MIDDLEWARE = [
+    "floodsite.middleware.RequestIDMiddleware",
+    "floodsite.exceptions.DatabaseUnavailableMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "floodsite.urls"
+WSGI_APPLICATION = "floodsite.wsgi.application"
+ASGI_APPLICATION = "floodsite.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+            ],
+        },
+    },
+]
+
+# --- data stores --------------------------------------------------------------------------
+
+if PRODUCTION and not env.str("DATABASE_URL", default=""):
+    _refuse("DATABASE_URL", "is required when DJANGO_ENV=production")
+DATABASES = {
+    "default": _read(
+        env.db_url, "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'floodsite.sqlite3'}"
+    )
+}
+if not DATABASES["default"].get("ENGINE"):
+    _refuse("DATABASE_URL", "names an unknown database scheme")
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = _read(env.int, "DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A stopped database answers readiness checks and pages within seconds, not minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # WAL lets the web server and the worker share the file without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+
+REDIS_URL = _read(env.str, "REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": _read(env.str, "CACHE_KEY_PREFIX", default="floodsite"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery -------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = _read(env.str, "CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: the embedded default needs no broker server.
+    for _sub in ("queue", "processed"):
+        (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = _read(
+    env.str, "CELERY_RESULT_BACKEND", default=REDIS_URL or f"file://{VAR_DIR / 'celery-results'}"
+)
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- files --------------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(_read(env.str, "DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(_read(env.str, "DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Locally the site serves assets straight from the installed packages, so `make run` needs
+# no collectstatic; production serves the collected, hashed copies.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- model ----------------------------------------------------------------------------------
+
+FLOODSITE_MODEL_NAME = _read(env.str, "FLOODSITE_MODEL_NAME", default="flood-risk")
+FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
+FLOODSITE_TRAINING_MAX_BYTES = _read(
+    env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000
+)
+
+# --- auth and security --------------------------------------------------------------------
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = _read(env.bool, "DJANGO_SECURE_COOKIES", default=PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = _read(env.bool, "DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = _read(
+    env.int, "DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = _read(env.bool, "DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if _read(env.bool, "DJANGO_BEHIND_TLS_PROXY", default=PRODUCTION):
+    # The proxy terminates TLS and says so in this header; without it every request would
+    # look like plain HTTP and be redirected forever.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health probes come from the orchestrator over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+
+# --- REST framework -----------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "floodsite.exceptions.api_exception_handler",
+}
+
+# --- logging ------------------------------------------------------------------------------
+
+LOG_LEVEL = _read(env.str, "LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = _read(env.str, "LOG_FORMAT", default="json" if PRODUCTION else "console")
+if LOG_FORMAT not in {"json", "console"}:
+    _refuse("LOG_FORMAT", f"must be 'json' or 'console', not {LOG_FORMAT!r}")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "structured": {
+            "()": "floodsite.logs.build_formatter",
+            "fmt": LOG_FORMAT,
+        }
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "structured"},
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}
+
+# --- i18n ---------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = _read(env.str, "DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+EMAIL_BACKEND = _read(
+    env.str,
+    "DJANGO_EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+# smtp://user:password@host:587/?tls=True (or smtps:// for implicit TLS); default localhost:25.
+_email = _read(env.email_url, "EMAIL_URL", default="smtp://localhost:25")
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = _read(env.str, "DJANGO_DEFAULT_FROM_EMAIL", default="floodsite@localhost")

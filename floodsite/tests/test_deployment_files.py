@@ -1,0 +1,113 @@
+"""docker-compose.yml, the Dockerfile, .env.example and the README refer to things that exist.
+
+No Docker engine runs here, so the compose file is checked by reading it against the project.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import get_commands
+from django.urls import resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_SOURCE = (ROOT / "floodsite" / "settings.py").read_text()
+# Variables read by the images we run unchanged, not by floodsite's settings.
+IMAGE_VARIABLES = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
+
+
+def read_settings_variables() -> set[str]:
+    pattern = r'(?:_read\(\s*env\.\w+,|env\.\w+\()\s*"([A-Z][A-Z0-9_]+)"'
+    return set(re.findall(pattern, SETTINGS_SOURCE))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def env_example_variables() -> list[str]:
+    names = []
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.match(r"^#?\s*([A-Z][A-Z0-9_]+)=", line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def test_compose_has_the_services_with_healthchecks_and_volumes(compose):
+    services = compose["services"]
+    assert {"db", "redis", "web", "worker", "beat"} <= set(services)
+    for name in ("db", "redis", "web", "worker"):
+        assert "healthcheck" in services[name], name
+    assert {"pgdata", "media"} <= set(compose["volumes"])
+    assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
+    for name in ("web", "worker", "beat"):
+        assert "media:/app/var/media" in services[name]["volumes"]
+        assert services[name]["env_file"] == ".env"
+        assert services[name]["build"]["dockerfile"] == "Dockerfile"
+        assert (ROOT / services[name]["build"]["dockerfile"]).is_file()
+
+
+def test_every_service_command_names_something_in_the_project(compose):
+    commands = get_commands()
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if "build" not in service or command is None:
+            continue
+        program = command[0]
+        if program == "gunicorn":
+            module = command[1]
+            assert importlib.util.find_spec(module) is not None, (name, module)
+            assert hasattr(importlib.import_module(module), "application")
+        elif program == "celery":
+            app_module = command[command.index("-A") + 1]
+            assert hasattr(importlib.import_module(app_module), "celery_app"), name
+            assert command[command.index("-A") + 2] in {"worker", "beat"}
+        elif program == "python":
+            assert command[1] == "manage.py"
+            assert command[2] in commands, (name, command[2])
+        else:
+            pytest.fail(f"service {name} runs an unknown program {program!r}")
+
+
+def test_compose_environment_names_are_read_by_settings(compose):
+    known = read_settings_variables()
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            if name == "db":
+                assert variable in IMAGE_VARIABLES
+            else:
+                assert variable in known, f"{name} sets {variable}, which settings never read"
+
+
+def test_healthcheck_paths_are_routed(compose):
+    probe = " ".join(compose["services"]["web"]["healthcheck"]["test"])
+    path = re.search(r"127\.0\.0\.1:8000(/\w+)", probe).group(1)
+    assert resolve(path).url_name == "healthz"
+
+
+def test_dockerfile_runs_as_non_root_and_collects_static():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert re.search(r"^USER floodsite", dockerfile, re.M)
+    assert "collectstatic --noinput" in dockerfile
+    assert "gunicorn" in dockerfile
+
+
+def test_env_example_documents_every_setting_and_the_readme_table_lists_them():
+    documented = set(env_example_variables())
+    read = read_settings_variables() - {"DJANGO_SETTINGS_MODULE"}
+    assert read <= documented, f"undocumented in .env.example: {sorted(read - documented)}"
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(v for v in documented - IMAGE_VARIABLES if f"`{v}`" not in readme)
+    assert not missing, f"not in the README's settings table: {missing}"
+
+
+def test_readme_opens_with_the_two_commands():
+    head = (ROOT / "README.md").read_text().split("\n## ")[0]
+    assert "make run" in head and "make test" in head

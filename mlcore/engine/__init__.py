@@ -1,0 +1,1 @@
+"""Pure-Python flood-risk ML engine: data, training, artifacts, inference and drift (no Django)."""

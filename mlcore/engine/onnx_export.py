@@ -1,0 +1,233 @@
+"""ONNX export of trained pipelines, parity checks against scikit-learn, and runtime sessions.
+
+Gradient-boosting pipelines are translated by the engine itself into a double-precision
+graph: skl2onnx 1.20 cannot convert HistGradientBoostingClassifier under the installed onnx
+(it emits a boolean where onnx now requires an integer), and its float32 tree thresholds can
+route a value that sits next to a split differently from scikit-learn. The other pipelines go
+through skl2onnx, which matches scikit-learn well within PARITY_TOLERANCE for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlcore.engine.errors import ArtifactError
+
+PARITY_TOLERANCE = 1e-5
+INPUT_NAME = "input"
+PROBABILITY_OUTPUT = "probabilities"
+LABEL_OUTPUT = "label"
+
+# onnxruntime 1.31 reads models up to IR version 13; newer onnx writes 14 by default.
+_IR_VERSION = 9
+_OPSET = 17
+_ML_OPSET = 3
+
+
+def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
+    """Serialised ONNX model with input ``input`` [None, n_features] and a probability tensor."""
+    if not isinstance(pipeline, Pipeline) or not pipeline.steps:
+        raise ArtifactError("ONNX export needs a fitted scikit-learn Pipeline")
+    final = pipeline.steps[-1][1]
+    try:
+        if isinstance(final, HistGradientBoostingClassifier):
+            model = _boosting_graph(pipeline, n_features)
+        else:
+            model = convert_sklearn(
+                pipeline,
+                initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+                options={id(final): {"zipmap": False}},
+            )
+            if model.ir_version > _IR_VERSION:
+                model.ir_version = _IR_VERSION
+        onnx.checker.check_model(model)
+        data = model.SerializeToString()
+        # Building a session proves onnxruntime can run what was produced, at export time
+        # rather than on the first prediction request.
+        OnnxSession(data)
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(
+            f"ONNX conversion of {type(final).__name__} failed: {exc}",
+            fields={"onnx": "conversion failed"},
+        ) from exc
+    return data
+
+
+def _preprocess_nodes(
+    steps: list[tuple[str, Any]], n_features: int, nodes: list[Any], inits: list[Any]
+) -> str:
+    """Append double-precision ONNX nodes for the pipeline's preprocessing; return last output."""
+    current = INPUT_NAME
+    for index, (_, step) in enumerate(steps):
+        prefix = f"step{index}_"
+        if isinstance(step, SimpleImputer):
+            stats = np.asarray(step.statistics_, dtype=np.float64)
+            if stats.shape != (n_features,) or not np.all(np.isfinite(stats)):
+                raise ArtifactError(
+                    "the imputer's fill values do not cover every feature; cannot export"
+                )
+            missing = step.missing_values
+            if step.add_indicator or not (isinstance(missing, float) and np.isnan(missing)):
+                raise ArtifactError("only plain NaN imputation can be exported to ONNX")
+            inits.append(numpy_helper.from_array(stats.reshape(1, -1), prefix + "fill"))
+            nodes.append(helper.make_node("IsNaN", [current], [prefix + "isnan"]))
+            nodes.append(
+                helper.make_node(
+                    "Where", [prefix + "isnan", prefix + "fill", current], [prefix + "out"]
+                )
+            )
+        elif isinstance(step, StandardScaler):
+            mean = step.mean_ if step.with_mean else np.zeros(n_features)
+            scale = step.scale_ if step.with_std else np.ones(n_features)
+            inits.append(numpy_helper.from_array(np.asarray(mean, np.float64)[None], prefix + "m"))
+            inits.append(numpy_helper.from_array(np.asarray(scale, np.float64)[None], prefix + "s"))
+            nodes.append(helper.make_node("Sub", [current, prefix + "m"], [prefix + "centred"]))
+            nodes.append(
+                helper.make_node("Div", [prefix + "centred", prefix + "s"], [prefix + "out"])
+            )
+        else:
+            raise ArtifactError(f"cannot export a {type(step).__name__} step to ONNX")
+        current = prefix + "out"
+    return current
+
+
+def _boosting_graph(pipeline: Pipeline, n_features: int) -> onnx.ModelProto:
+    model: HistGradientBoostingClassifier = pipeline.steps[-1][1]
+    if list(model.classes_) != [0, 1] or model.n_trees_per_iteration_ != 1:
+        raise ArtifactError("only binary 0/1 gradient-boosting classifiers can be exported")
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    features = _preprocess_nodes(pipeline.steps[:-1], n_features, nodes, inits)
+
+    tree_attrs: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "nodes_treeids",
+            "nodes_nodeids",
+            "nodes_featureids",
+            "nodes_modes",
+            "nodes_truenodeids",
+            "nodes_falsenodeids",
+            "target_treeids",
+            "target_nodeids",
+            "target_ids",
+        )
+    }
+    thresholds: list[float] = []
+    leaf_values: list[float] = []
+    for tree_id, (predictor,) in enumerate(model._predictors):
+        table = predictor.nodes
+        if np.any(table["is_categorical"]):
+            raise ArtifactError("categorical splits cannot be exported to ONNX")
+        for node_id, node in enumerate(table):
+            tree_attrs["nodes_treeids"].append(tree_id)
+            tree_attrs["nodes_nodeids"].append(node_id)
+            if node["is_leaf"]:
+                tree_attrs["nodes_featureids"].append(0)
+                tree_attrs["nodes_modes"].append("LEAF")
+                tree_attrs["nodes_truenodeids"].append(0)
+                tree_attrs["nodes_falsenodeids"].append(0)
+                thresholds.append(0.0)
+                tree_attrs["target_treeids"].append(tree_id)
+                tree_attrs["target_nodeids"].append(node_id)
+                tree_attrs["target_ids"].append(0)
+                leaf_values.append(float(node["value"]))
+            else:
+                # scikit-learn sends x <= threshold to the left child; BRANCH_LEQ does the same.
+                tree_attrs["nodes_featureids"].append(int(node["feature_idx"]))
+                tree_attrs["nodes_modes"].append("BRANCH_LEQ")
+                tree_attrs["nodes_truenodeids"].append(int(node["left"]))
+                tree_attrs["nodes_falsenodeids"].append(int(node["right"]))
+                thresholds.append(float(node["num_threshold"]))
+
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(1)
+    nodes.append(
+        helper.make_node(
+            "TreeEnsembleRegressor",
+            [features],
+            ["raw_score"],
+            domain="ai.onnx.ml",
+            n_targets=1,
+            aggregate_function="SUM",
+            post_transform="NONE",
+            base_values_as_tensor=numpy_helper.from_array(baseline),
+            nodes_values_as_tensor=numpy_helper.from_array(np.asarray(thresholds, np.float64)),
+            target_weights_as_tensor=numpy_helper.from_array(np.asarray(leaf_values, np.float64)),
+            **tree_attrs,
+        )
+    )
+    inits.append(numpy_helper.from_array(np.ones((1, 1), np.float32), "one"))
+    nodes += [
+        helper.make_node("Sigmoid", ["raw_score"], ["p_positive"]),
+        helper.make_node("Sub", ["one", "p_positive"], ["p_negative"]),
+        helper.make_node("Concat", ["p_negative", "p_positive"], [PROBABILITY_OUTPUT], axis=1),
+        helper.make_node("ArgMax", [PROBABILITY_OUTPUT], [LABEL_OUTPUT], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "flood_risk_hgb",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE, [None, n_features])],
+        [
+            helper.make_tensor_value_info(LABEL_OUTPUT, TensorProto.INT64, [None]),
+            helper.make_tensor_value_info(PROBABILITY_OUTPUT, TensorProto.FLOAT, [None, 2]),
+        ],
+        initializer=inits,
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", _OPSET),
+            helper.make_opsetid("ai.onnx.ml", _ML_OPSET),
+        ],
+        ir_version=_IR_VERSION,
+        producer_name="floodsite-mlcore",
+    )
+
+
+class OnnxSession:
+    """A single-threaded onnxruntime session that takes float64 rows and returns P(flood)."""
+
+    def __init__(self, onnx_bytes: bytes) -> None:
+        options = ort.SessionOptions()
+        # One thread per session: the web server already runs one worker per core, and
+        # thread pools inside each worker would only contend for the same cores.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_dtype = np.float64 if model_input.type == "tensor(double)" else np.float32
+        names = [output.name for output in self.session.get_outputs()]
+        if PROBABILITY_OUTPUT not in names:
+            raise ArtifactError(f"the ONNX model has no {PROBABILITY_OUTPUT!r} output")
+        self.output_names = [PROBABILITY_OUTPUT]
+
+    def positive_probability(self, X: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(X, dtype=self.input_dtype)}
+        (probabilities,) = self.session.run(self.output_names, feed)
+        return probabilities[:, 1].astype(np.float64)
+
+
+def onnx_parity(pipeline: Pipeline, onnx_bytes: bytes, X: np.ndarray) -> float:
+    """Largest absolute gap between scikit-learn's and ONNX's P(flood) over the rows of X."""
+    rows = np.asarray(X, dtype=np.float64)
+    if rows.shape[0] == 0:
+        return 0.0
+    expected = pipeline.predict_proba(rows)[:, 1]
+    actual = OnnxSession(onnx_bytes).positive_probability(rows)
+    return float(np.max(np.abs(expected - actual)))

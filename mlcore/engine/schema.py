@@ -1,0 +1,446 @@
+"""Model schema: feature specs, risk bands, the manifest, and validation of prediction inputs."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from mlcore.engine.errors import SchemaError
+
+FEATURE_DTYPES = ("float", "int")
+
+REQUIRED = "required"
+UNKNOWN = "unknown feature"
+NOT_A_NUMBER = "must be a finite number"
+NOT_WHOLE = "must be a whole number"
+
+# Blank form fields and blank CSV cells mean "not given", not zero.
+_BLANK = object()
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input: how to validate it and how to present it to an analyst."""
+
+    name: str
+    dtype: str
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+    default: float
+    group: str
+
+    def __post_init__(self) -> None:
+        if self.dtype not in FEATURE_DTYPES:
+            raise SchemaError(
+                f"feature {self.name!r} has dtype {self.dtype!r}; expected one of "
+                f"{', '.join(FEATURE_DTYPES)}",
+                fields={self.name: "invalid dtype"},
+            )
+        if not self.minimum <= self.maximum:
+            raise SchemaError(
+                f"feature {self.name!r} has minimum {self.minimum} above maximum {self.maximum}",
+                fields={self.name: "minimum above maximum"},
+            )
+
+    def range_text(self) -> str:
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"between {_number_text(self.minimum)} and {_number_text(self.maximum)}{unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "unit": self.unit,
+            "minimum": float(self.minimum),
+            "maximum": float(self.maximum),
+            "description": self.description,
+            "default": float(self.default),
+            "group": self.group,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        keys = ("name", "dtype", "unit", "minimum", "maximum", "description", "default", "group")
+        missing = [key for key in keys if key not in data]
+        if missing:
+            label = data.get("name", "?")
+            raise SchemaError(
+                f"feature spec {label!r} is missing {', '.join(missing)}",
+                fields={key: REQUIRED for key in missing},
+            )
+        return cls(
+            name=str(data["name"]),
+            dtype=str(data["dtype"]),
+            unit=str(data["unit"]),
+            minimum=float(data["minimum"]),
+            maximum=float(data["maximum"]),
+            description=str(data["description"]),
+            default=float(data["default"]),
+            group=str(data["group"]),
+        )
+
+
+@dataclass(frozen=True)
+class RiskBand:
+    """A named probability range; ``lower`` is inclusive and the band ends at the next one."""
+
+    name: str
+    lower: float
+    meaning: str
+    colour: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "lower": float(self.lower),
+            "meaning": self.meaning,
+            "colour": self.colour,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RiskBand:
+        missing = [key for key in ("name", "lower", "meaning", "colour") if key not in data]
+        if missing:
+            raise SchemaError(
+                f"risk band {data.get('name', '?')!r} is missing {', '.join(missing)}",
+                fields={key: REQUIRED for key in missing},
+            )
+        return cls(
+            name=str(data["name"]),
+            lower=float(data["lower"]),
+            meaning=str(data["meaning"]),
+            colour=str(data["colour"]),
+        )
+
+
+DEFAULT_RISK_BANDS: tuple[RiskBand, ...] = (
+    RiskBand(
+        "low",
+        0.0,
+        "Flooding is unlikely under these conditions; routine monitoring is enough.",
+        "#2e7d32",
+    ),
+    RiskBand(
+        "moderate",
+        0.2,
+        "Flooding is possible; check forecasts and prepare local response plans.",
+        "#f9a825",
+    ),
+    RiskBand(
+        "high",
+        0.5,
+        "Flooding is more likely than not; warn residents and stage equipment.",
+        "#ef6c00",
+    ),
+    RiskBand(
+        "severe",
+        0.8,
+        "Flooding is very likely; act now to protect people and property.",
+        "#c62828",
+    ),
+)
+
+
+def sorted_bands(bands: Iterable[RiskBand]) -> list[RiskBand]:
+    """Bands ordered by lower bound, refusing a set that leaves probabilities uncovered."""
+    ordered = sorted(bands, key=lambda band: band.lower)
+    if not ordered:
+        raise SchemaError("at least one risk band is needed", fields={"risk_bands": REQUIRED})
+    if ordered[0].lower > 0.0:
+        raise SchemaError(
+            f"the lowest risk band starts at {ordered[0].lower}; it must start at 0",
+            fields={"risk_bands": "must start at 0"},
+        )
+    lowers = [band.lower for band in ordered]
+    if len(set(lowers)) != len(lowers) or lowers[-1] > 1.0:
+        raise SchemaError(
+            "risk band lower bounds must be distinct and within [0, 1]",
+            fields={"risk_bands": "invalid bounds"},
+        )
+    return ordered
+
+
+_MANIFEST_REQUIRED = ("name", "features", "target", "class_labels", "risk_bands", "algorithm")
+
+
+@dataclass
+class Manifest:
+    """Everything needed to validate, run, explain and audit one trained model version."""
+
+    name: str
+    features: list[FeatureSpec]
+    target: str
+    class_labels: list[str]
+    risk_bands: list[RiskBand]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)
+    algorithm: str = ""
+    trained_at: str = ""
+    artifact_sha256: str = ""
+    onnx: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.risk_bands = sorted_bands(self.risk_bands)
+        if len(self.class_labels) != 2:
+            raise SchemaError(
+                "a flood-risk model has exactly two class labels (negative, positive)",
+                fields={"class_labels": "must have two labels"},
+            )
+        names = [spec.name for spec in self.features]
+        if len(set(names)) != len(names):
+            raise SchemaError("feature names must be unique", fields={"features": "duplicates"})
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [spec.name for spec in self.features]
+
+    @property
+    def positive_label(self) -> str:
+        return self.class_labels[1]
+
+    def band_for(self, probability: float) -> RiskBand:
+        chosen = self.risk_bands[0]
+        for band in self.risk_bands:
+            if probability >= band.lower:
+                chosen = band
+        return chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "features": [spec.to_dict() for spec in self.features],
+            "target": self.target,
+            "class_labels": list(self.class_labels),
+            "risk_bands": [band.to_dict() for band in self.risk_bands],
+            "metrics": to_plain(self.metrics),
+            "reference": to_plain(self.reference),
+            "library_versions": to_plain(self.library_versions),
+            "data_fingerprint": to_plain(self.data_fingerprint),
+            "algorithm": self.algorithm,
+            "trained_at": self.trained_at,
+            "artifact_sha256": self.artifact_sha256,
+            "onnx": to_plain(self.onnx),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        if not isinstance(data, Mapping):
+            raise SchemaError("a manifest must be a JSON object", fields={"manifest": "invalid"})
+        missing = [key for key in _MANIFEST_REQUIRED if key not in data]
+        if missing:
+            raise SchemaError(
+                f"manifest is missing {', '.join(missing)}",
+                fields={key: REQUIRED for key in missing},
+            )
+        try:
+            features = [FeatureSpec.from_dict(item) for item in data["features"]]
+            bands = [RiskBand.from_dict(item) for item in data["risk_bands"]]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SchemaError(
+                f"manifest features or risk bands are malformed: {exc}",
+                fields={"features": "malformed"},
+            ) from exc
+        return cls(
+            name=str(data["name"]),
+            features=features,
+            target=str(data["target"]),
+            class_labels=[str(label) for label in data["class_labels"]],
+            risk_bands=bands,
+            metrics=dict(data.get("metrics") or {}),
+            reference=dict(data.get("reference") or {}),
+            library_versions=dict(data.get("library_versions") or {}),
+            data_fingerprint=dict(data.get("data_fingerprint") or {}),
+            algorithm=str(data["algorithm"]),
+            trained_at=str(data.get("trained_at") or ""),
+            artifact_sha256=str(data.get("artifact_sha256") or ""),
+            onnx=dict(data["onnx"]) if data.get("onnx") else None,
+        )
+
+
+def to_plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples into JSON-native Python values, recursively."""
+    if isinstance(value, Mapping):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [to_plain(item) for item in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        # JSON has no NaN/inf; None keeps the manifest loadable by strict parsers.
+        return number if math.isfinite(number) else None
+    return value
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
+    """Return the value as a float, ``_BLANK`` for "not given", or a reason string."""
+    if raw is None:
+        return _BLANK  # type: ignore[return-value]
+    if isinstance(raw, (bool, np.bool_)):
+        return NOT_A_NUMBER
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return _BLANK  # type: ignore[return-value]
+        try:
+            number = float(text)
+        except ValueError:
+            return NOT_A_NUMBER
+    elif isinstance(raw, (numbers.Real, Decimal)):
+        try:
+            number = float(raw)
+        except (OverflowError, ValueError):
+            return NOT_A_NUMBER
+    else:
+        return NOT_A_NUMBER
+    if not math.isfinite(number):
+        return NOT_A_NUMBER
+    if spec.dtype == "int" and not number.is_integer():
+        return NOT_WHOLE
+    return number
+
+
+def _check_one(
+    specs: Sequence[FeatureSpec], inputs: Mapping[Any, object], fill_defaults: bool
+) -> tuple[np.ndarray, dict[str, str]]:
+    values = np.empty(len(specs), dtype=np.float64)
+    problems: dict[str, str] = {}
+    known = {spec.name for spec in specs}
+    for key in inputs:
+        if key not in known:
+            problems[str(key)] = UNKNOWN
+    for position, spec in enumerate(specs):
+        parsed = _parse_value(inputs.get(spec.name), spec)
+        if parsed is _BLANK:
+            if fill_defaults:
+                values[position] = spec.default
+            else:
+                problems[spec.name] = REQUIRED
+        elif isinstance(parsed, str):
+            problems[spec.name] = parsed
+        else:
+            values[position] = parsed
+    return values, problems
+
+
+def validate_inputs(
+    manifest: Manifest, inputs: Mapping[str, object], *, fill_defaults: bool = False
+) -> np.ndarray:
+    """Validate one set of named inputs and return them as float64 values in schema order.
+
+    Every problem is collected before raising so that a form can show them all at once.
+    Values outside a feature's [minimum, maximum] are accepted: the model still scores them
+    and the prediction flags them as out of range.
+    """
+    if not isinstance(inputs, Mapping):
+        raise SchemaError("inputs must be an object of feature values", fields={})
+    values, problems = _check_one(manifest.features, inputs, fill_defaults)
+    if problems:
+        listed = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
+        raise SchemaError(f"invalid inputs ({listed})", fields=problems)
+    return values
+
+
+@dataclass
+class RowValidation:
+    """Outcome of validating many rows: the usable matrix and where each problem was."""
+
+    matrix: np.ndarray
+    valid_index: np.ndarray
+    errors: list[tuple[int, str, str]]
+
+    @property
+    def n_invalid(self) -> int:
+        return len({row for row, _, _ in self.errors})
+
+
+_PLAIN_NUMBER_TYPES = (float, int, np.float64, np.float32, np.int64, np.int32)
+
+
+def _plain_column(cells: list[object]) -> np.ndarray | None:
+    if not all(type(cell) in _PLAIN_NUMBER_TYPES for cell in cells):
+        return None
+    try:
+        return np.asarray(cells, dtype=np.float64)
+    except OverflowError:
+        # Python ints beyond float range; the cell-by-cell path reports them individually.
+        return None
+
+
+def validate_rows(
+    manifest: Manifest, rows: Iterable[Mapping[str, object]], *, fill_defaults: bool = False
+) -> RowValidation:
+    """Validate a batch column by column; rows with any problem are left out of the matrix.
+
+    Columns whose cells are all plain numbers (the common case for JSON and parsed CSV) are
+    converted in one numpy call; only mixed columns fall back to checking cell by cell.
+    """
+    row_list = list(rows)
+    specs = manifest.features
+    n_rows = len(row_list)
+    matrix = np.empty((n_rows, len(specs)), dtype=np.float64)
+    bad = np.zeros(n_rows, dtype=bool)
+    errors: list[tuple[int, str, str]] = []
+
+    is_mapping = [isinstance(row, Mapping) for row in row_list]
+    known = {spec.name for spec in specs}
+    for index, row in enumerate(row_list):
+        if not is_mapping[index]:
+            errors.append((index, "", "row must be an object of feature values"))
+            bad[index] = True
+            continue
+        for key in row:
+            if key not in known:
+                errors.append((index, str(key), UNKNOWN))
+                bad[index] = True
+
+    for position, spec in enumerate(specs):
+        # Non-object rows are already refused; 0.0 keeps them out of the slow path below.
+        cells = [
+            row.get(spec.name) if ok else 0.0 for row, ok in zip(row_list, is_mapping, strict=True)
+        ]
+        column = _plain_column(cells)
+        if column is not None:
+            problem = ~np.isfinite(column)
+            if spec.dtype == "int":
+                problem |= ~problem & (np.floor(column) != column)
+            matrix[:, position] = column
+            for index in np.flatnonzero(problem):
+                reason = NOT_A_NUMBER if not math.isfinite(column[index]) else NOT_WHOLE
+                errors.append((int(index), spec.name, reason))
+                bad[index] = True
+            continue
+        for index, cell in enumerate(cells):
+            parsed = _parse_value(cell, spec)
+            if parsed is _BLANK:
+                if fill_defaults:
+                    matrix[index, position] = spec.default
+                    continue
+                parsed = REQUIRED
+            if isinstance(parsed, str):
+                errors.append((index, spec.name, parsed))
+                bad[index] = True
+            else:
+                matrix[index, position] = parsed
+
+    errors.sort(key=lambda item: item[0])
+    valid_index = np.flatnonzero(~bad)
+    return RowValidation(matrix=matrix[valid_index], valid_index=valid_index, errors=errors)

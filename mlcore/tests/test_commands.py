@@ -1,0 +1,107 @@
+"""The registry's management commands, run as an administrator would run them."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import numpy as np
+import onnxruntime
+import pytest
+from django.core.management import CommandError, call_command
+
+from mlcore.engine import synthetic
+from mlcore.models import ModelVersion, Stage
+from mlcore.selectors import model_version_load
+
+
+def run(*args, **kwargs) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, **kwargs)
+    return out.getvalue()
+
+
+@pytest.fixture
+def messy_csv(tmp_path):
+    """A real-world style export: BOM, CRLF, padded headers, yes/no labels, an id, blanks."""
+    frame = synthetic.generate(3_000, seed=11)
+    frame.insert(0, "station_id", [f"ST{i:05d}" for i in range(len(frame))])
+    labels = np.where(frame.pop("flooded") == 1, " Yes", "no ")
+    frame["  flooded "] = labels
+    frame.loc[[5, 17, 33], "  flooded "] = ""
+    frame = frame.rename(columns={"rainfall_24h_mm": " rainfall_24h_mm "})
+    path = tmp_path / "gauges.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, lineterminator="\r\n").encode())
+    return path
+
+
+@pytest.mark.slow
+def test_train_model_from_a_messy_csv_registers_a_candidate(db, messy_csv):
+    out = run("train_model", data=str(messy_csv), target="flooded", rows=0)
+    assert "3 rows with a blank target" in out
+    assert "station_id" in out
+    mv = ModelVersion.objects.get()
+    assert mv.stage == Stage.CANDIDATE
+    names = [f["name"] for f in mv.manifest["features"]]
+    assert "station_id" not in names and "rainfall_24h_mm" in names
+    assert mv.manifest["data_fingerprint"]["rows"] == 3_000 - 3
+    assert mv.manifest["metrics"]["roc_auc"] > 0.75
+
+
+def test_train_model_refuses_a_text_feature_naming_the_column(db, tmp_path):
+    frame = synthetic.generate(400, seed=3)
+    frame["land_use"] = np.where(frame.index % 2 == 0, "urban", "rural")
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(CommandError, match="land_use"):
+        run("train_model", data=str(path), target="flooded", features="land_use,slope_deg")
+    assert not ModelVersion.objects.exists()
+
+
+def test_train_model_refuses_a_missing_target_listing_the_columns(db, tmp_path):
+    path = tmp_path / "nolabel.csv"
+    synthetic.generate(100, seed=3).drop(columns="flooded").to_csv(path, index=False)
+    with pytest.raises(CommandError, match="flooded") as exc:
+        run("train_model", data=str(path), target="flooded")
+    assert "rainfall_24h_mm" in str(exc.value)
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.slow
+def test_train_model_without_arguments_trains_and_promotes_the_default(db):
+    out = run("train_model", rows=5_000)
+    mv = ModelVersion.objects.get()
+    assert mv.stage == Stage.PRODUCTION
+    assert f"Registered {mv} as production" in out
+    # A later synthetic run is a candidate: production is never replaced silently.
+    run("train_model", rows=3_000, seed=1)
+    assert ModelVersion.objects.get(version=2).stage == Stage.CANDIDATE
+
+
+def test_promote_and_rollback_commands(register_model):
+    first = register_model(promote=True)
+    second = register_model()
+    assert "is now in production" in run(
+        "promote_model", second.name, str(second.version), reason="newer data"
+    )
+    assert "is back in production" in run("rollback_model", first.name, reason="regression")
+    first.refresh_from_db()
+    assert first.stage == Stage.PRODUCTION
+    with pytest.raises(CommandError, match="does not exist"):
+        run("promote_model", first.name, "99", reason="typo")
+
+
+def test_export_onnx_scores_offline_like_the_service(production_model, tmp_path):
+    run("export_onnx", out=str(tmp_path / "edge"))
+    stem = f"{production_model.name}-v{production_model.version}"
+    manifest = json.loads((tmp_path / "edge" / f"{stem}.manifest.json").read_text())
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "edge" / f"{stem}.onnx"), providers=["CPUExecutionProvider"]
+    )
+    rows = synthetic.generate(200, seed=5)[manifest["onnx_input"]["order"]].to_numpy()
+    probability_output = session.get_outputs()[1].name
+    input_meta = session.get_inputs()[0]
+    dtype = np.float64 if "double" in input_meta.type else np.float32
+    offline = session.run([probability_output], {input_meta.name: rows.astype(dtype)})[0][:, 1]
+    served = model_version_load(model_version=production_model).predictor.predict_proba(rows)
+    assert np.max(np.abs(offline - served)) <= 1e-5

@@ -1,0 +1,1 @@
+"""predictions: the audit log of every prediction, batches, outcomes and alerts."""
