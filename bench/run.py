@@ -79,7 +79,7 @@ def bench_inference() -> str:
         for predictor in (fast, slow):
             call(predictor)  # warm up
             n = repeat if predictor is fast else repeat // 4
-            samples = [s * 1000 for s in _timed(lambda p=predictor: call(p), n)]
+            samples = [s * 1000 for s in _timed(lambda p=predictor, c=call: c(p), n)]
             lines.append(
                 f"| {label} | {predictor.backend} | {_percentile(samples, 50):.3f} | "
                 f"{_percentile(samples, 95):.3f} | {statistics.fmean(samples):.3f} |"
@@ -135,7 +135,7 @@ def main() -> None:
         f"- run at: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
     ]
-    Path(args.out).write_text("\n".join(header + ["\n\n".join(blocks), ""]))
+    Path(args.out).write_text("\n".join([*header, "\n\n".join(blocks), ""]))
     print(Path(args.out).read_text())
 
 

@@ -224,9 +224,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 FLOODSITE_MODEL_NAME = _read(env.str, "FLOODSITE_MODEL_NAME", default="flood-risk")
 FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
-FLOODSITE_TRAINING_MAX_BYTES = _read(
-    env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000
-)
+FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000)
 
 # --- auth and security --------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def _with_reason(
         except ApplicationError as exc:
             modeladmin.message_user(request, exc.message, messages.ERROR)
         else:
-            modeladmin.message_user(request, f"{result} is now in production.", messages.SUCCESS)
+            modeladmin.message_user(request, f"Now in production: {result}.", messages.SUCCESS)
         return None
     return TemplateResponse(
         request,

@@ -44,7 +44,7 @@ def _onnx_for(pipeline: Any, manifest: Manifest, x_check: np.ndarray) -> tuple[b
         "usable": usable,
         "parity_max_abs_diff": float(diff),
         "tolerance": onnx_export.PARITY_TOLERANCE,
-        "rows_checked": int(len(x_check)),
+        "rows_checked": len(x_check),
     }
     return (onnx_bytes if usable else None), report
 
@@ -141,7 +141,8 @@ def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str
             target = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
             if target.stage == Stage.PRODUCTION:
                 raise ApplicationError(
-                    f"{target} is already in production.", code="already_production",
+                    f"{target} is already in production.",
+                    code="already_production",
                     status_code=409,
                 )
             current = (
@@ -150,7 +151,9 @@ def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str
                 .first()
             )
             if current is not None:
-                _stage_set(current, Stage.ARCHIVED, user=user, reason=f"replaced by {target}: {reason}")
+                _stage_set(
+                    current, Stage.ARCHIVED, user=user, reason=f"replaced by {target}: {reason}"
+                )
             _stage_set(target, Stage.PRODUCTION, user=user, reason=reason)
     except DbIntegrityError as exc:
         # Another promotion of the same name committed first; the constraint kept one winner.
@@ -291,7 +294,11 @@ def model_version_export_onnx(*, model_version: ModelVersion, out_dir: Path) -> 
     onnx_path.write_bytes(onnx_bytes)
     manifest = dict(model_version.manifest)
     manifest["onnx_sha256"] = artifacts.sha256_file(onnx_path)
-    manifest["onnx_input"] = {"name": "input", "dtype": "float32", "order": manifest_order(manifest)}
+    manifest["onnx_input"] = {
+        "name": "input",
+        "dtype": "float32",
+        "order": manifest_order(manifest),
+    }
     manifest_path = out_dir / f"{stem}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return onnx_path, manifest_path

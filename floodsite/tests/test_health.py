@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from mlcore.models import ModelVersion
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -16,7 +16,8 @@ PROBE = (
     "print(json.dumps({'db': settings.DATABASES['default']['ENGINE'],"
     " 'db_name': str(settings.DATABASES['default']['NAME']),"
     " 'cache': settings.CACHES['default']['BACKEND'], 'broker': settings.CELERY_BROKER_URL,"
-    " 'debug': settings.DEBUG, 'env': settings.DJANGO_ENV, 'secure': settings.SESSION_COOKIE_SECURE,"
+    " 'debug': settings.DEBUG, 'env': settings.DJANGO_ENV,"
+    " 'secure': settings.SESSION_COOKIE_SECURE,"
     " 'log_format': settings.LOG_FORMAT}))"
 )
 GOOD_SECRET = "s" + "x7Q2pL9vR4tZ8mW1nB6cY3kD5hF0jG" * 3

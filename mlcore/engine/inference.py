@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -75,13 +76,13 @@ class Predictor:
         self._medians = np.array(
             [self._median(spec.name, spec.default) for spec in specs], dtype=np.float64
         )
-        self._band_lowers = np.array([band.lower for band in manifest.risk_bands])
+        self._band_lowers = [float(band.lower) for band in manifest.risk_bands]
         self._band_names = [band.name for band in manifest.risk_bands]
         self._negative, self._positive = manifest.class_labels
         # Row 0 of an explanation block is the input itself; row j + 1 has feature j swapped
-        # for its median. These index arrays do that swap for every feature in one assignment.
-        self._swap_rows = np.arange(1, self.n_features + 1)
-        self._swap_cols = np.arange(self.n_features)
+        # for its median. Flat positions let one assignment do every swap of every row.
+        n = self.n_features
+        self._swap_positions = np.arange(1, n + 1) * n + np.arange(n)
 
     def _median(self, name: str, fallback: float) -> float:
         entry = self.manifest.reference.get(name)
@@ -131,8 +132,9 @@ class Predictor:
     def _explain_block(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and per-feature contributions (actual minus median-substituted)."""
         rows, n = matrix.shape
-        block = np.repeat(matrix[:, None, :], n + 1, axis=1)
-        block[:, self._swap_rows, self._swap_cols] = self._medians
+        block = np.empty((rows, n + 1, n), dtype=np.float64)
+        block[:] = matrix[:, None, :]
+        block.reshape(rows, (n + 1) * n)[:, self._swap_positions] = self._medians
         scores = self._score(block.reshape(rows * (n + 1), n)).reshape(rows, n + 1)
         probability = scores[:, 0]
         return probability, probability[:, None] - scores[:, 1:]
@@ -144,7 +146,7 @@ class Predictor:
         contributions: np.ndarray | None,
         top_k: int,
     ) -> Prediction:
-        band = int(np.searchsorted(self._band_lowers, probability, side="right")) - 1
+        band = bisect.bisect_right(self._band_lowers, probability) - 1
         outside = np.flatnonzero((values < self._minimum) | (values > self._maximum))
         factors: list[Factor] = []
         if contributions is not None and top_k > 0:

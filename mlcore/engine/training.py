@@ -380,7 +380,7 @@ def build_pipeline(algorithm: str, *, seed: int = 0) -> Pipeline:
     if algorithm == "random_forest":
         # Single-threaded so training never starves the web workers sharing the machine.
         model = RandomForestClassifier(
-            n_estimators=150, min_samples_leaf=3, n_jobs=1, random_state=seed
+            n_estimators=100, min_samples_leaf=10, n_jobs=1, random_state=seed
         )
         return Pipeline([impute, ("model", model)])
     raise DataError(

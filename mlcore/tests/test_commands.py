@@ -38,7 +38,7 @@ def messy_csv(tmp_path):
 @pytest.mark.slow
 def test_train_model_from_a_messy_csv_registers_a_candidate(db, messy_csv):
     out = run("train_model", data=str(messy_csv), target="flooded", rows=0)
-    assert "3 rows with a blank target" in out
+    assert "dropped 3 row(s) with a blank target" in out
     assert "station_id" in out
     mv = ModelVersion.objects.get()
     assert mv.stage == Stage.CANDIDATE

@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+LOOPBACK_OR_ANY = {"127.0.0.1", "0.0.0.0", "::", "::1"}  # noqa: S104 (only compared, never bound)
 
 
 class Command(BaseCommand):
@@ -49,10 +52,11 @@ class Command(BaseCommand):
             "--concurrency",
             str(opts["worker_concurrency"]),
             "--schedule",
-            os.path.join("var", "celerybeat-schedule"),
+            str(settings.VAR_DIR / "celerybeat-schedule"),
         ]
         procs = [subprocess.Popen(worker), subprocess.Popen(web)]
-        url = f"http://{'localhost' if opts['host'] in ('127.0.0.1', '0.0.0.0') else opts['host']}:{opts['port']}/"
+        shown_host = "localhost" if opts["host"] in LOOPBACK_OR_ANY else opts["host"]
+        url = f"http://{shown_host}:{opts['port']}/"
         self.stdout.write(self.style.SUCCESS(f"\nfloodsite is running at {url}  (Ctrl-C stops)\n"))
 
         stopping = False

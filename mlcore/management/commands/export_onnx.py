@@ -18,7 +18,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", default=None)
         parser.add_argument(
-            "--model-version", dest="model_version", type=int, default=None,
+            "--model-version",
+            dest="model_version",
+            type=int,
+            default=None,
             help="Version number (default: the production version).",
         )
         parser.add_argument("--out", default="export", help="Output folder (default ./export).")

@@ -78,6 +78,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message + (f" ({fields})" if fields else "")) from exc
         backend = "onnx" if mv.onnx_artifact else "scikit-learn"
         self.stdout.write(
-            self.style.SUCCESS(f"Registered {mv} as {mv.stage} (sha256 {mv.sha256[:12]}…, "
-                               f"fast path: {backend}).")
+            self.style.SUCCESS(
+                f"Registered {mv} as {mv.stage} (sha256 {mv.sha256[:12]}…, fast path: {backend})."
+            )
         )

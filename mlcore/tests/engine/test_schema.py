@@ -1,0 +1,259 @@
+"""Tests for feature specs, risk bands, manifests and input validation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlcore.engine import synthetic
+from mlcore.engine.errors import EngineError, SchemaError
+from mlcore.engine.schema import (
+    DEFAULT_RISK_BANDS,
+    FeatureSpec,
+    Manifest,
+    RiskBand,
+    validate_inputs,
+    validate_rows,
+)
+
+
+def typical_inputs() -> dict[str, object]:
+    return {spec.name: spec.default for spec in synthetic.FEATURES}
+
+
+def test_errors_carry_message_fields_and_code() -> None:
+    error = SchemaError("bad inputs", fields={"slope_deg": "required"})
+
+    assert str(error) == "bad inputs"
+    assert error.fields == {"slope_deg": "required"}
+    assert error.code == "invalid_input"
+    assert isinstance(error, EngineError)
+    assert EngineError("x").code == "invalid"
+    assert EngineError("x", code="custom").code == "custom"
+
+
+@pytest.mark.parametrize(
+    ("probability", "band"),
+    [
+        (0.0, "low"),
+        (0.1999, "low"),
+        (0.2, "moderate"),
+        (0.4999, "moderate"),
+        (0.5, "high"),
+        (0.7999, "high"),
+        (0.8, "severe"),
+        (1.0, "severe"),
+    ],
+)
+def test_band_for_uses_inclusive_lower_bounds(manifest: Manifest, probability, band) -> None:
+    assert manifest.band_for(probability).name == band
+
+
+def test_bands_are_sorted_and_must_start_at_zero(manifest: Manifest) -> None:
+    shuffled = [DEFAULT_RISK_BANDS[2], DEFAULT_RISK_BANDS[0], DEFAULT_RISK_BANDS[3]]
+    reordered = Manifest(
+        name="m",
+        features=manifest.features,
+        target="flooded",
+        class_labels=["no_flood", "flood"],
+        risk_bands=shuffled,
+        algorithm="hgb",
+    )
+    assert [band.name for band in reordered.risk_bands] == ["low", "high", "severe"]
+
+    with pytest.raises(SchemaError, match="must start at 0"):
+        Manifest(
+            name="m",
+            features=manifest.features,
+            target="flooded",
+            class_labels=["no_flood", "flood"],
+            risk_bands=[RiskBand("high", 0.5, "", "#000000")],
+            algorithm="hgb",
+        )
+
+
+def test_manifest_survives_a_json_round_trip(manifest: Manifest) -> None:
+    manifest.metrics = {"roc_auc": np.float64(0.9), "n_test": np.int64(100)}
+    manifest.reference = {"rainfall_24h_mm": {"median": np.float32(3.5), "edges": np.arange(3)}}
+
+    text = json.dumps(manifest.to_dict(), allow_nan=False)
+    restored = Manifest.from_dict(json.loads(text))
+
+    assert restored.feature_names == synthetic.FEATURE_NAMES
+    assert restored.features == manifest.features
+    assert restored.risk_bands == manifest.risk_bands
+    assert restored.metrics == {"roc_auc": 0.9, "n_test": 100}
+    assert restored.reference["rainfall_24h_mm"]["edges"] == [0, 1, 2]
+
+
+def test_malformed_manifest_names_the_missing_keys(manifest: Manifest) -> None:
+    data = manifest.to_dict()
+    del data["features"]
+    del data["target"]
+
+    with pytest.raises(SchemaError) as caught:
+        Manifest.from_dict(data)
+
+    assert caught.value.fields == {"features": "required", "target": "required"}
+
+
+def test_feature_spec_round_trip_and_range_text() -> None:
+    spec = synthetic.FEATURES[0]
+
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    assert spec.range_text() == "between 0 and 500 (mm)"
+
+
+def test_valid_inputs_come_back_in_schema_order(manifest: Manifest) -> None:
+    inputs = dict(reversed(list(typical_inputs().items())))
+
+    values = validate_inputs(manifest, inputs)
+
+    assert values.dtype == np.float64
+    assert values.tolist() == [spec.default for spec in synthetic.FEATURES]
+
+
+def test_numeric_strings_from_forms_are_accepted(manifest: Manifest) -> None:
+    inputs = {name: f" {value} " for name, value in typical_inputs().items()}
+    inputs["rainfall_24h_mm"] = " 12.5 "
+    inputs["historical_flood_count"] = "3"
+
+    values = validate_inputs(manifest, inputs)
+
+    assert values[manifest.feature_names.index("rainfall_24h_mm")] == 12.5
+    assert values[manifest.feature_names.index("historical_flood_count")] == 3.0
+
+
+def test_every_problem_is_reported_at_once(manifest: Manifest) -> None:
+    inputs = typical_inputs()
+    del inputs["slope_deg"]
+    inputs.update(
+        {
+            "rainfall_24h_mm": "lots",
+            "rainfall_72h_mm": True,
+            "river_level_m": float("nan"),
+            "snowmelt_mm": float("inf"),
+            "elevation_m": "",
+            "historical_flood_count": 2.5,
+            "wind_speed": 10,
+        }
+    )
+
+    with pytest.raises(SchemaError) as caught:
+        validate_inputs(manifest, inputs)
+
+    assert caught.value.fields == {
+        "slope_deg": "required",
+        "elevation_m": "required",
+        "rainfall_24h_mm": "must be a finite number",
+        "rainfall_72h_mm": "must be a finite number",
+        "river_level_m": "must be a finite number",
+        "snowmelt_mm": "must be a finite number",
+        "historical_flood_count": "must be a whole number",
+        "wind_speed": "unknown feature",
+    }
+    assert caught.value.code == "invalid_input"
+    assert "slope_deg: required" in caught.value.message
+
+
+def test_fill_defaults_completes_missing_features(manifest: Manifest) -> None:
+    values = validate_inputs(manifest, {"rainfall_24h_mm": 80}, fill_defaults=True)
+
+    assert values[0] == 80.0
+    assert values[1:].tolist() == [spec.default for spec in synthetic.FEATURES[1:]]
+
+
+def test_out_of_range_values_are_accepted_for_flagging_later(manifest: Manifest) -> None:
+    inputs = typical_inputs() | {"rainfall_24h_mm": 900.0, "elevation_m": -50}
+
+    values = validate_inputs(manifest, inputs)
+
+    assert values[0] == 900.0
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.decimals(allow_nan=True, allow_infinity=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    inputs=st.dictionaries(
+        st.one_of(st.sampled_from(synthetic.FEATURE_NAMES), st.text(max_size=8), st.integers()),
+        _ANY_VALUE,
+        max_size=20,
+    ),
+    fill=st.booleans(),
+)
+def test_arbitrary_inputs_either_validate_or_raise_schema_error(inputs, fill) -> None:
+    manifest = Manifest(
+        name="m",
+        features=list(synthetic.FEATURES),
+        target="flooded",
+        class_labels=["no_flood", "flood"],
+        risk_bands=list(DEFAULT_RISK_BANDS),
+        algorithm="hgb",
+    )
+    try:
+        values = validate_inputs(manifest, inputs, fill_defaults=fill)
+    except SchemaError as error:
+        assert error.fields
+        assert set(error.fields.values()) <= {
+            "required",
+            "unknown feature",
+            "must be a finite number",
+            "must be a whole number",
+        }
+    else:
+        assert values.shape == (len(synthetic.FEATURES),)
+        assert all(math.isfinite(value) for value in values)
+
+
+def test_rows_are_validated_together_and_bad_rows_left_out(manifest: Manifest) -> None:
+    good = typical_inputs()
+    rows = [
+        good,
+        good | {"rainfall_24h_mm": "abc"},
+        {k: v for k, v in good.items() if k != "slope_deg"},
+        good | {"rainfall_24h_mm": " 40 "},
+        good | {"colour": "blue"},
+        good | {"historical_flood_count": 1.5},
+    ]
+
+    result = validate_rows(manifest, rows)
+
+    assert result.valid_index.tolist() == [0, 3]
+    assert result.matrix.shape == (2, len(synthetic.FEATURES))
+    assert result.matrix[1, 0] == 40.0
+    assert result.errors == [
+        (1, "rainfall_24h_mm", "must be a finite number"),
+        (2, "slope_deg", "required"),
+        (4, "colour", "unknown feature"),
+        (5, "historical_flood_count", "must be a whole number"),
+    ]
+    assert result.n_invalid == 4
+
+
+def test_plain_numeric_rows_match_single_validation(manifest: Manifest) -> None:
+    frame = synthetic.generate(300, seed=1)[synthetic.FEATURE_NAMES]
+    rows = frame.to_dict(orient="records")
+    rows[7]["river_level_m"] = float("nan")
+
+    result = validate_rows(manifest, rows)
+
+    assert result.errors == [(7, "river_level_m", "must be a finite number")]
+    assert 7 not in result.valid_index
+    assert np.array_equal(result.matrix[0], validate_inputs(manifest, rows[0]))
+    assert np.array_equal(result.matrix, frame.drop(index=7).to_numpy(dtype=np.float64))
