@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
-from mlcore import selectors
-
 
 @pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
     """Each test writes model artifacts and uploads under its own folder."""
+    from mlcore import selectors
+
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FLOODSITE_MODEL_DIR = settings.MEDIA_ROOT / "models"
     selectors._cache.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -42,6 +43,20 @@ def _read(reader, name: str, **kwargs):
         _refuse(name, f"is malformed: {exc}")
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, *, default: bool) -> bool:
+    """A yes/no setting; anything but the usual spellings is refused rather than read as off."""
+    raw = env.str(name, default="true" if default else "false").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw not in _FALSE:
+        _refuse(name, f"must be on/off, true/false, yes/no or 1/0, not {raw!r}")
+    return False
+
+
 VAR_DIR = Path(_read(env.str, "FLOODSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 _secret_from_env = env.str("DJANGO_SECRET_KEY", default="")
@@ -50,7 +65,7 @@ if DJANGO_ENV not in {"local", "production"}:
     _refuse("DJANGO_ENV", f"must be 'local' or 'production', not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 
-DEBUG = _read(env.bool, "DJANGO_DEBUG", default=False)
+DEBUG = _flag("DJANGO_DEBUG", default=False)
 
 if PRODUCTION:
     if not _secret_from_env:
@@ -136,15 +151,20 @@ TEMPLATES = [
 
 # --- data stores --------------------------------------------------------------------------
 
-if PRODUCTION and not env.str("DATABASE_URL", default=""):
+_database_url = env.str("DATABASE_URL", default="")
+if PRODUCTION and not _database_url:
     _refuse("DATABASE_URL", "is required when DJANGO_ENV=production")
+if _database_url:
+    _scheme, _, _rest = _database_url.partition("://")
+    if _scheme not in {"postgres", "postgresql", "pgsql", "sqlite"} or not _rest:
+        _refuse("DATABASE_URL", "must look like postgres://user@host:5432/name or sqlite:///path")
+    if _scheme != "sqlite" and not urlsplit(_database_url).path.strip("/"):
+        _refuse("DATABASE_URL", "names no database (postgres://user@host:5432/name)")
 DATABASES = {
     "default": _read(
         env.db_url, "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'floodsite.sqlite3'}"
     )
 }
-if not DATABASES["default"].get("ENGINE"):
-    _refuse("DATABASE_URL", "names an unknown database scheme")
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = _read(env.int, "DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -240,18 +260,18 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = _read(env.bool, "DJANGO_SECURE_COOKIES", default=PRODUCTION)
+SESSION_COOKIE_SECURE = _flag("DJANGO_SECURE_COOKIES", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = _read(env.bool, "DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_SSL_REDIRECT = _flag("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
 SECURE_HSTS_SECONDS = _read(
     env.int, "DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0
 )
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = _read(env.bool, "DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = _flag("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if _read(env.bool, "DJANGO_BEHIND_TLS_PROXY", default=PRODUCTION):
+if _flag("DJANGO_BEHIND_TLS_PROXY", default=PRODUCTION):
     # The proxy terminates TLS and says so in this header; without it every request would
     # look like plain HTTP and be redirected forever.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

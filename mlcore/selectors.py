@@ -134,6 +134,7 @@ def predictor_get_active(*, name: str) -> LoadedModel:
     )
     if current is None:
         model_version_get_production(name=name)  # raises the user-facing error
+        raise AssertionError("unreachable: no production version")
     cached = _cache.get(name)
     if cached is not None and (cached.model_version_id, cached.sha256) == current:
         return cached

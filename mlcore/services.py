@@ -295,14 +295,10 @@ def model_version_export_onnx(*, model_version: ModelVersion, out_dir: Path) -> 
     manifest = dict(model_version.manifest)
     manifest["onnx_sha256"] = artifacts.sha256_file(onnx_path)
     manifest["onnx_input"] = {
-        "name": "input",
-        "dtype": "float32",
-        "order": manifest_order(manifest),
+        "name": onnx_export.INPUT_NAME,
+        "dtype": onnx_export.onnx_input_dtype(onnx_bytes),
+        "order": [feature["name"] for feature in manifest["features"]],
     }
     manifest_path = out_dir / f"{stem}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return onnx_path, manifest_path
-
-
-def manifest_order(manifest: dict) -> list[str]:
-    return [feature["name"] for feature in manifest["features"]]

@@ -95,6 +95,7 @@ def test_debug_is_only_on_when_asked(tmp_path):
             "DATABASE_URL",
         ),
         ({"DATABASE_URL": "mongodb://somewhere/db"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://postgres@127.0.0.1:5432"}, "DATABASE_URL"),
         ({"DJANGO_DEBUG": "perhaps"}, "DJANGO_DEBUG"),
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV"),
     ],

@@ -66,7 +66,7 @@ def _sample_levels() -> np.ndarray:
     return (np.arange(SAMPLE_POINTS) + 0.5) / SAMPLE_POINTS
 
 
-def _bin_proportions(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+def _bin_proportions(edges: Sequence[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
     """Share of ``values`` per bin, with the outermost bins stretched to -inf and +inf."""
     inner = np.asarray(edges, dtype=np.float64)[1:-1]
     counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=inner.size + 1)

@@ -1,11 +1,4 @@
-"""ONNX export of trained pipelines, parity checks against scikit-learn, and runtime sessions.
-
-Gradient-boosting pipelines are translated by the engine itself into a double-precision
-graph: skl2onnx 1.20 cannot convert HistGradientBoostingClassifier under the installed onnx
-(it emits a boolean where onnx now requires an integer), and its float32 tree thresholds can
-route a value that sits next to a split differently from scikit-learn. The other pipelines go
-through skl2onnx, which matches scikit-learn well within PARITY_TOLERANCE for them.
-"""
+"""ONNX export of trained pipelines, parity checks against scikit-learn, and runtime sessions."""
 
 from __future__ import annotations
 
@@ -36,7 +29,15 @@ _ML_OPSET = 3
 
 
 def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
-    """Serialised ONNX model with input ``input`` [None, n_features] and a probability tensor."""
+    """Serialised ONNX model with input ``input`` [None, n_features] and a probability tensor.
+
+    Outputs are ``label`` [None] and ``probabilities`` [None, 2], like skl2onnx without zipmap.
+    Gradient-boosting pipelines are translated here into a double-precision graph: skl2onnx
+    1.20 cannot convert HistGradientBoostingClassifier under the installed onnx (it emits a
+    boolean where onnx now requires an integer), and float32 tree thresholds could route a
+    value lying next to a split differently from scikit-learn. Logistic and random-forest
+    pipelines go through skl2onnx (float32 input), which stays within PARITY_TOLERANCE.
+    """
     if not isinstance(pipeline, Pipeline) or not pipeline.steps:
         raise ArtifactError("ONNX export needs a fitted scikit-learn Pipeline")
     final = pipeline.steps[-1][1]
@@ -112,7 +113,7 @@ def _boosting_graph(pipeline: Pipeline, n_features: int) -> onnx.ModelProto:
     inits: list[Any] = []
     features = _preprocess_nodes(pipeline.steps[:-1], n_features, nodes, inits)
 
-    tree_attrs: dict[str, list[Any]] = {
+    tree_attrs: dict[str, Any] = {
         key: []
         for key in (
             "nodes_treeids",
@@ -231,3 +232,10 @@ def onnx_parity(pipeline: Pipeline, onnx_bytes: bytes, X: np.ndarray) -> float:
     expected = pipeline.predict_proba(rows)[:, 1]
     actual = OnnxSession(onnx_bytes).positive_probability(rows)
     return float(np.max(np.abs(expected - actual)))
+
+
+def onnx_input_dtype(onnx_bytes: bytes) -> str:
+    """numpy dtype name ("float64" or "float32") the exported model expects for ``input``."""
+    model = onnx.load_from_string(onnx_bytes)
+    elem_type = model.graph.input[0].type.tensor_type.elem_type
+    return "float64" if elem_type == TensorProto.DOUBLE else "float32"

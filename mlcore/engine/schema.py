@@ -20,8 +20,9 @@ UNKNOWN = "unknown feature"
 NOT_A_NUMBER = "must be a finite number"
 NOT_WHOLE = "must be a whole number"
 
-# Blank form fields and blank CSV cells mean "not given", not zero.
-_BLANK = object()
+# Blank form fields and blank CSV cells mean "not given", not zero; an empty reason string
+# stands for that outcome so it cannot be confused with a number or a real reason.
+_BLANK = ""
 
 
 @dataclass(frozen=True)
@@ -291,15 +292,15 @@ def _number_text(value: float) -> str:
 
 
 def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
-    """Return the value as a float, ``_BLANK`` for "not given", or a reason string."""
+    """Return the value as a float, ``_BLANK`` when not given, or the reason it is invalid."""
     if raw is None:
-        return _BLANK  # type: ignore[return-value]
+        return _BLANK
     if isinstance(raw, (bool, np.bool_)):
         return NOT_A_NUMBER
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
-            return _BLANK  # type: ignore[return-value]
+            return _BLANK
         try:
             number = float(text)
         except ValueError:
@@ -329,7 +330,7 @@ def _check_one(
             problems[str(key)] = UNKNOWN
     for position, spec in enumerate(specs):
         parsed = _parse_value(inputs.get(spec.name), spec)
-        if parsed is _BLANK:
+        if parsed == _BLANK:
             if fill_defaults:
                 values[position] = spec.default
             else:
@@ -423,14 +424,14 @@ def validate_rows(
             if spec.dtype == "int":
                 problem |= ~problem & (np.floor(column) != column)
             matrix[:, position] = column
-            for index in np.flatnonzero(problem):
-                reason = NOT_A_NUMBER if not math.isfinite(column[index]) else NOT_WHOLE
-                errors.append((int(index), spec.name, reason))
-                bad[index] = True
+            for flagged in np.flatnonzero(problem).tolist():
+                reason = NOT_A_NUMBER if not math.isfinite(column[flagged]) else NOT_WHOLE
+                errors.append((flagged, spec.name, reason))
+                bad[flagged] = True
             continue
         for index, cell in enumerate(cells):
             parsed = _parse_value(cell, spec)
-            if parsed is _BLANK:
+            if parsed == _BLANK:
                 if fill_defaults:
                     matrix[index, position] = spec.default
                     continue

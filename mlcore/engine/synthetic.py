@@ -310,10 +310,10 @@ def _block(seed: int, block_number: int) -> dict[str, np.ndarray]:
 
 
 def iter_frames(n_rows: int, *, seed: int = 0, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
-    """Yield the rows of ``generate(n_rows, seed=seed)`` as frames of about ``chunk_rows``."""
+    """Yield ``generate(n_rows, seed=seed)`` in frames of chunk_rows rounded up to whole blocks."""
     if n_rows < 0:
         raise ValueError("n_rows must not be negative")
-    blocks_per_chunk = max(1, chunk_rows // BLOCK_ROWS)
+    blocks_per_chunk = max(1, -(-chunk_rows // BLOCK_ROWS))
     n_blocks = -(-n_rows // BLOCK_ROWS)
     order = [*FEATURE_NAMES, TARGET]
     for first in range(0, n_blocks, blocks_per_chunk):
@@ -337,7 +337,7 @@ def generate(n_rows: int, *, seed: int = 0) -> pd.DataFrame:
         columns = {spec.name: pd.Series(dtype=_pandas_dtype(spec)) for spec in FEATURES}
         columns[TARGET] = pd.Series(dtype="int64")
         return pd.DataFrame(columns)
-    return frames[0]
+    return frames[0] if len(frames) == 1 else pd.concat(frames)
 
 
 def write_csv(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -37,17 +38,16 @@ _ID_NAME = re.compile(r"^(id|uuid|guid|index|row|row_?(id|num|number))$|(_id|_uu
 _MIN_ROWS_FOR_UNIQUE_ID = 20
 _MIN_PER_CLASS = 5
 
-_LIBRARIES = {
-    "numpy": "numpy",
-    "pandas": "pandas",
-    "scikit-learn": "scikit-learn",
-    "scipy": "scipy",
-    "joblib": "joblib",
-    "skops": "skops",
-    "skl2onnx": "skl2onnx",
-    "onnx": "onnx",
-    "onnxruntime": "onnxruntime",
-}
+_LIBRARIES = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "joblib",
+    "skops",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+)
 
 
 @dataclass
@@ -73,51 +73,87 @@ class TrainedModel:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a model's behaviour, for the manifest."""
-    versions = {"python": platform.python_version()}
-    for label, distribution in _LIBRARIES.items():
+    # artifacts.load_artifact compares against sklearn.__version__, so record exactly that.
+    versions = {"python": platform.python_version(), "scikit-learn": sklearn.__version__}
+    for distribution in _LIBRARIES:
         try:
-            versions[label] = metadata.version(distribution)
+            versions[distribution] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             continue
     return versions
 
 
-def _is_na(series: pd.Series) -> pd.Series:
-    return series.str.lower().isin(_NA_TOKENS)
+def _na_variants() -> list[str]:
+    variants = set()
+    for token in _NA_TOKENS:
+        variants |= {token, token.upper(), token.title()}
+    return sorted(variants)
 
 
-def _looks_like_id(name: str, values: pd.Series) -> str | None:
+@dataclass
+class _Column:
+    """One CSV column seen both as numbers and as the cells that are not numbers."""
+
+    numbers: pd.Series
+    blank: pd.Series
+    bad: pd.Series
+    text: pd.Series | None
+
+    @property
+    def is_text(self) -> bool:
+        return len(self.bad) > 0 and len(self.bad) == int((~self.blank).sum())
+
+
+def _column(series: pd.Series) -> _Column:
+    if series.dtype.kind in "fiub":
+        # The C parser already produced numbers (the fast path for clean exports).
+        numbers = series.astype(np.float64)
+        numbers = numbers.where(np.isfinite(numbers))
+        blank = numbers.isna()
+        return _Column(numbers, blank, numbers.iloc[0:0], None)
+    text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
+    blank = text.str.lower().isin(_NA_TOKENS)
+    numbers = pd.to_numeric(text.where(~blank), errors="coerce").astype(np.float64)
+    numbers = numbers.where(np.isfinite(numbers))
+    return _Column(numbers, blank, text[~blank & numbers.isna()], text)
+
+
+def _looks_like_id(name: str, column: _Column) -> str | None:
     """Why a column looks like a row identifier rather than a measurement, or None."""
     if _ID_NAME.search(name):
         return "its name marks it as an identifier"
-    present = values[values != ""]
-    if len(present) < _MIN_ROWS_FOR_UNIQUE_ID or not present.is_unique:
+    n_present = int((~column.blank).sum())
+    if n_present < _MIN_ROWS_FOR_UNIQUE_ID:
         return None
-    numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.isna().all():
+    if column.is_text and column.bad.is_unique:
         return "every value is a distinct label"
+    numbers = column.numbers.dropna()
+    if len(numbers) != n_present or not numbers.is_unique:
+        return None
     # Only a gap-free run of integers is treated as a counter: a genuine integer measurement
     # can be all-distinct in a small table without being an identifier.
-    integral = numbers.notna().all() and (numbers % 1 == 0).all()
+    integral = bool((numbers % 1 == 0).all())
     if integral and numbers.max() - numbers.min() + 1 == len(numbers):
         return "it is a running count with a distinct value per row"
     return None
 
 
-def _read_text_table(path: str) -> tuple[pd.DataFrame, list[str]]:
+def _read_table(path: str) -> tuple[pd.DataFrame, list[str]]:
     notes: list[str] = []
     options: dict[str, Any] = {
-        "dtype": str,
         "keep_default_na": False,
+        "na_values": _na_variants(),
         "skipinitialspace": True,
         "skip_blank_lines": True,
+        "low_memory": False,
     }
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", **options)
-    except UnicodeDecodeError:
-        # Excel on Windows still writes cp1252; Latin-1 reads any byte so nothing is lost.
-        frame = pd.read_csv(path, encoding="latin-1", **options)
-        notes.append("the file is not UTF-8; read it as Latin-1")
+        try:
+            frame = pd.read_csv(path, encoding="utf-8-sig", **options)
+        except UnicodeDecodeError:
+            # Excel on Windows still writes cp1252; Latin-1 reads any byte so nothing is lost.
+            frame = pd.read_csv(path, encoding="latin-1", **options)
+            notes.append("the file is not UTF-8; read it as Latin-1")
     except pd.errors.EmptyDataError as exc:
         raise DataError("the CSV file is empty") from exc
     except pd.errors.ParserError as exc:
@@ -127,25 +163,30 @@ def _read_text_table(path: str) -> tuple[pd.DataFrame, list[str]]:
 
 def _clean_headers(frame: pd.DataFrame, report: list[str]) -> pd.DataFrame:
     names = [str(column).strip() for column in frame.columns]
-    seen: set[str] = set()
-    duplicates = sorted({name for name in names if name in seen or seen.add(name)})
+    duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise DataError(
             f"duplicate column names: {', '.join(duplicates)}",
             fields={name: "duplicate column" for name in duplicates},
         )
     frame.columns = names
-    frame = frame.apply(lambda column: column.str.strip())
     # A trailing delimiter on every line gives nameless, empty columns; they carry nothing.
     unnamed = [
         name
         for name in names
-        if (name == "" or name.startswith("Unnamed: ")) and (frame[name] == "").all()
+        if (name == "" or name.startswith("Unnamed: ")) and _column(frame[name]).blank.all()
     ]
     if unnamed:
         report.append(f"dropped {len(unnamed)} empty unnamed column(s)")
         frame = frame.drop(columns=unnamed)
     return frame
+
+
+def _target_text(series: pd.Series) -> pd.Series:
+    if series.dtype.kind == "f" and (series.dropna() % 1 == 0).all():
+        # 1/0 labels with a blank among them are parsed as 1.0/0.0; show them as written.
+        series = series.astype("Int64")
+    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
 
 
 def _map_target(values: pd.Series, target: str) -> pd.Series:
@@ -164,15 +205,6 @@ def _map_target(values: pd.Series, target: str) -> pd.Series:
             fields={target: "unrecognised labels"},
         )
     return mapped.astype(np.int64)
-
-
-def _parse_numeric(name: str, values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Numbers with blanks as NaN, and the non-blank cells that are not numbers."""
-    blank = _is_na(values)
-    numbers = pd.to_numeric(values.where(~blank, None), errors="coerce").astype(np.float64)
-    numbers[~np.isfinite(numbers.to_numpy())] = np.nan
-    bad = values[~blank & numbers.isna()]
-    return numbers, bad
 
 
 def load_training_csv(
@@ -205,7 +237,7 @@ def load_training_csv(
             fields={"file": "too large"},
         )
 
-    raw, report = _read_text_table(location)
+    raw, report = _read_table(location)
     frame = _clean_headers(raw, report)
     target = target.strip()
     if target not in frame.columns:
@@ -217,7 +249,8 @@ def load_training_csv(
     if len(frame) == 0:
         raise DataError("the CSV file has a header but no data rows")
 
-    blank = _is_na(frame[target])
+    target_text = _target_text(frame[target])
+    blank = target_text.str.lower().isin(_NA_TOKENS).to_numpy()
     n_blank = int(blank.sum())
     if n_blank and blank_target == "refuse":
         raise DataError(
@@ -226,24 +259,30 @@ def load_training_csv(
         )
     if n_blank:
         frame = frame[~blank]
+        target_text = target_text[~blank]
         report.append(f"dropped {n_blank} row(s) with a blank target")
         if len(frame) == 0:
             raise DataError(f"every row has a blank target {target!r}")
-    labels = _map_target(frame[target], target)
+    labels = _map_target(target_text, target)
 
-    chosen = _choose_features(frame, target, features, report)
+    candidates = features if features is not None else [c for c in frame.columns if c != target]
+    parsed = {
+        name.strip(): _column(frame[name.strip()])
+        for name in candidates
+        if name.strip() in frame.columns
+    }
+    chosen = _choose_features(frame, target, features, parsed, report)
     columns: dict[str, pd.Series] = {}
     unparseable: dict[str, str] = {}
     for name in chosen:
-        numbers, bad = _parse_numeric(name, frame[name])
-        if len(bad):
-            examples = ", ".join(repr(value) for value in bad.unique()[:3])
-            unparseable[name] = f"{len(bad)} value(s) are not numbers, e.g. {examples}"
-            continue
-        if numbers.isna().all():
+        column = parsed[name]
+        if len(column.bad):
+            examples = ", ".join(repr(value) for value in column.bad.unique()[:3])
+            unparseable[name] = f"{len(column.bad)} value(s) are not numbers, e.g. {examples}"
+        elif column.numbers.isna().all():
             unparseable[name] = "every value is blank"
-            continue
-        columns[name] = numbers
+        else:
+            columns[name] = column.numbers
     if unparseable:
         detail = "; ".join(f"{name!r}: {reason}" for name, reason in unparseable.items())
         raise DataError(
@@ -281,7 +320,11 @@ def load_training_csv(
 
 
 def _choose_features(
-    frame: pd.DataFrame, target: str, requested: Sequence[str] | None, report: list[str]
+    frame: pd.DataFrame,
+    target: str,
+    requested: Sequence[str] | None,
+    parsed: dict[str, _Column],
+    report: list[str],
 ) -> list[str]:
     if requested is not None:
         names = [name.strip() for name in requested]
@@ -296,7 +339,7 @@ def _choose_features(
             raise DataError(
                 f"the target {target!r} cannot also be a feature", fields={target: "is target"}
             )
-        refused = {name: why for name in names if (why := _looks_like_id(name, frame[name]))}
+        refused = {name: why for name in names if (why := _looks_like_id(name, parsed[name]))}
         if refused:
             detail = "; ".join(f"{name!r}: {why}" for name, why in refused.items())
             raise DataError(
@@ -306,19 +349,14 @@ def _choose_features(
         return names
 
     chosen = []
-    for name in frame.columns:
-        if name == target:
-            continue
-        why = _looks_like_id(name, frame[name])
+    for name, column in parsed.items():
+        why = _looks_like_id(name, column)
         if why:
             report.append(f"dropped id-like column {name!r} ({why})")
-            continue
-        values = frame[name]
-        present = values[~_is_na(values)]
-        if len(present) and pd.to_numeric(present, errors="coerce").isna().all():
+        elif column.is_text:
             report.append(f"ignored text column {name!r}")
-            continue
-        chosen.append(name)
+        else:
+            chosen.append(name)
     return chosen
 
 

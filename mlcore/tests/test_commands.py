@@ -100,8 +100,10 @@ def test_export_onnx_scores_offline_like_the_service(production_model, tmp_path)
     )
     rows = synthetic.generate(200, seed=5)[manifest["onnx_input"]["order"]].to_numpy()
     probability_output = session.get_outputs()[1].name
-    input_meta = session.get_inputs()[0]
-    dtype = np.float64 if "double" in input_meta.type else np.float32
-    offline = session.run([probability_output], {input_meta.name: rows.astype(dtype)})[0][:, 1]
+    signature = manifest["onnx_input"]
+    assert session.get_inputs()[0].name == signature["name"]
+    offline = session.run(
+        [probability_output], {signature["name"]: rows.astype(signature["dtype"])}
+    )[0][:, 1]
     served = model_version_load(model_version=production_model).predictor.predict_proba(rows)
     assert np.max(np.abs(offline - served)) <= 1e-5

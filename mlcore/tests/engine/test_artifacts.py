@@ -116,7 +116,7 @@ def test_recorded_sklearn_version_must_match_the_installed_one(trained, tmp_path
     path = tmp_path / "model.joblib"
     digest = artifacts.save_artifact(trained.pipeline, path)
 
-    with pytest.raises(VersionMismatchError, match="1.0.2") as caught:
+    with pytest.raises(VersionMismatchError, match=r"1\.0\.2") as caught:
         artifacts.load_artifact(
             path, expected_sha256=digest, fmt="joblib", trained_sklearn_version="1.0.2"
         )
@@ -133,7 +133,7 @@ def test_pickled_estimators_from_another_sklearn_are_refused(trained, tmp_path, 
     digest = artifacts.save_artifact(trained.pipeline, path)
     monkeypatch.undo()
 
-    with pytest.raises(VersionMismatchError, match="0.24.2"):
+    with pytest.raises(VersionMismatchError, match=r"0\.24\.2"):
         artifacts.load_artifact(
             path, expected_sha256=digest, fmt="joblib", trained_sklearn_version=INSTALLED
         )

@@ -63,9 +63,9 @@ def test_relationships_an_analyst_would_expect() -> None:
     heavy = frame[rain > rain.quantile(0.9)][synthetic.TARGET].mean()
     dry = frame[rain < rain.quantile(0.5)][synthetic.TARGET].mean()
     assert heavy > 2 * dry
-    near_high_river = frame[
-        (frame["river_level_m"] > 5) & (frame["distance_to_river_m"] < 300)
-    ][synthetic.TARGET].mean()
+    near_high_river = frame[(frame["river_level_m"] > 5) & (frame["distance_to_river_m"] < 300)][
+        synthetic.TARGET
+    ].mean()
     assert near_high_river > frame[synthetic.TARGET].mean()
 
 
