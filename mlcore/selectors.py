@@ -54,15 +54,19 @@ def model_version_get(*, name: str, version: int) -> ModelVersion:
         ) from None
 
 
+def _no_production_error(name: str) -> ApplicationError:
+    return ApplicationError(
+        f"No production version of model {name!r}. An administrator must train or promote "
+        "one (manage.py train_model --promote).",
+        code="no_production_model",
+        status_code=503,
+    )
+
+
 def model_version_get_production(*, name: str) -> ModelVersion:
     mv = ModelVersion.objects.filter(name=name, stage=Stage.PRODUCTION).first()
     if mv is None:
-        raise ApplicationError(
-            f"No production version of model {name!r}. An administrator must train or promote "
-            "one (manage.py train_model --promote).",
-            code="no_production_model",
-            status_code=503,
-        )
+        raise _no_production_error(name)
     return mv
 
 
@@ -133,8 +137,7 @@ def predictor_get_active(*, name: str) -> LoadedModel:
         .first()
     )
     if current is None:
-        model_version_get_production(name=name)  # raises the user-facing error
-        raise AssertionError("unreachable: no production version")
+        raise _no_production_error(name)
     cached = _cache.get(name)
     if cached is not None and (cached.model_version_id, cached.sha256) == current:
         return cached
