@@ -153,3 +153,25 @@ def test_no_production_model_is_a_clear_503(db):
         predictor_get_active(name="flood-risk")
     assert exc.value.status_code == 503
     assert exc.value.code == "no_production_model"
+
+
+def test_a_failed_registration_leaves_no_row_and_no_file(trained_default, db, settings):
+    import copy
+
+    from mlcore.services import model_version_register
+
+    manifest = copy.deepcopy(trained_default.manifest)
+    manifest.library_versions["scikit-learn"] = "0.0.1"
+    with pytest.raises(ApplicationError) as exc:
+        model_version_register(
+            pipeline=trained_default.pipeline,
+            manifest=manifest,
+            x_check=trained_default.x_test[:200],
+            promote=True,
+            reason="must not half-register",
+        )
+    assert exc.value.code == "version_mismatch"
+    assert not ModelVersion.objects.exists()
+    assert not StageChange.objects.exists()
+    model_dir = Path(settings.FLOODSITE_MODEL_DIR) / manifest.name
+    assert list(model_dir.glob("*")) == []
