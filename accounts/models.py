@@ -1,9 +1,11 @@
-"""The floodsite user: Django's AbstractUser, ours from migration 0001 so it can grow."""
+"""The floodsite user (ours from migration 0001 so it can grow) and its API tokens."""
 
 from django.contrib.auth.models import AbstractUser
+from django.db import models
+from knox.models import AbstractAuthToken
 
 
-class User(AbstractUser):
+class User(AbstractUser):  # type: ignore[django-manager-missing]  # knox names the reverse relation
     """A person who signs in to the site or owns API tokens."""
 
     class Meta(AbstractUser.Meta):
@@ -12,3 +14,17 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.get_full_name() or self.username
+
+
+class ApiToken(AbstractAuthToken):
+    """A named, expiring API token; only its SHA-512 digest is stored (django-rest-knox)."""
+
+    name = models.CharField(max_length=100, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["user", "-created"], name="api_token_user_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'token'} {self.token_key}… ({self.user})"

@@ -11,7 +11,8 @@ import sys
 from typing import Any
 
 import structlog
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -82,6 +83,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             error_body(request, code="database_unavailable", message=DATABASE_UNAVAILABLE),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body(
+                request,
+                code="too_large",
+                message="The request body is too large.",
+                fields={"body": f"at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"},
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

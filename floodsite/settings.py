@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -103,6 +104,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
     "csp",
@@ -296,12 +300,63 @@ CONTENT_SECURITY_POLICY = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PARSER_CLASSES": ["floodsite.rest.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "floodsite.rest.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # Throttles are cost controls per user and scope, counted in the shared cache (Redis
+    # when REDIS_URL is set, so every worker process sees the same counts).
+    "DEFAULT_THROTTLE_RATES": {
+        "predict": _read(env.str, "THROTTLE_PREDICT", default="600/min"),
+        "batch": _read(env.str, "THROTTLE_BATCH", default="30/hour"),
+        "auth": _read(env.str, "THROTTLE_AUTH", default="10/min"),
+        "read": _read(env.str, "THROTTLE_READ", default="1200/min"),
+    },
     "EXCEPTION_HANDLER": "floodsite.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+API_MAX_INSTANCES = _read(env.int, "API_MAX_INSTANCES", default=1000)
+# Largest request body (JSON or form) in bytes; 1,000 instances take about 0.6 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = _read(env.int, "DJANGO_MAX_BODY_BYTES", default=2_621_440)
+API_MAX_JSON_DEPTH = 20
+
+KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 (a model name)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=_read(env.int, "API_TOKEN_TTL_DAYS", default=90)),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_PREFIX": "fs_",
+}
+API_TOKEN_MAX_TTL_DAYS = _read(env.int, "API_TOKEN_MAX_TTL_DAYS", default=365)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "floodsite API",
+    "DESCRIPTION": (
+        "Flood-risk predictions with an audit log. Authenticate with "
+        "`Authorization: Token <token>`; every error has the body "
+        '`{"error": {"code", "message", "fields"}, "request_id"}`. The prediction inputs '
+        "follow the feature schema of the production model, shown in `PredictionInputs`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "predictions.api.schema.add_feature_schema",
+        "floodsite.rest.add_error_responses",
+    ],
 }
 
 # --- logging ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ logger = structlog.get_logger(__name__)
 class LoadedModel:
     """A verified, ready-to-score model version."""
 
+    model_version: ModelVersion
     model_version_id: int
     name: str
     version: int
@@ -45,8 +46,13 @@ def model_version_list(*, name: str | None = None) -> QuerySet[ModelVersion]:
     return qs.filter(name=name) if name else qs
 
 
+MAX_VERSION = 2**31 - 1  # PositiveIntegerField's range on every database we support
+
+
 def model_version_get(*, name: str, version: int) -> ModelVersion:
     try:
+        if not 0 < version <= MAX_VERSION:
+            raise ModelVersion.DoesNotExist
         return ModelVersion.objects.get(name=name, version=version)
     except ModelVersion.DoesNotExist:
         raise ApplicationError(
@@ -111,6 +117,7 @@ def model_version_load(*, model_version: ModelVersion) -> LoadedModel:
     load_ms = (time.perf_counter() - started) * 1000
     logger.info("model_loaded", model=label, backend=predictor.backend, load_ms=round(load_ms, 1))
     return LoadedModel(
+        model_version=model_version,
         model_version_id=model_version.pk,
         name=model_version.name,
         version=model_version.version,

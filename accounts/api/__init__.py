@@ -1,0 +1,1 @@
+"""REST API for API tokens (/api/v1/auth/tokens/)."""

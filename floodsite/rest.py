@@ -1,0 +1,142 @@
+"""DRF building blocks every app's API shares: the JSON parser, pagination, strict input."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of decoded JSON, stopping as soon as it exceeds ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+class RequestTooLarge(APIException):
+    status_code = 413
+    default_code = "too_large"
+    default_detail = "The request body is too large."
+
+
+class StrictJSONParser(JSONParser):
+    """JSON only; NaN/Infinity literals, deep nesting and non-UTF-8 bodies are 400s, not 500s.
+
+    The body is read with a cap (DATA_UPLOAD_MAX_MEMORY_SIZE): DRF streams JSON straight from
+    the socket, which would otherwise bypass Django's own limit.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+        try:
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+        except UnicodeDecodeError:
+            raise ParseError("JSON parse error - the body is not UTF-8.") from None
+        if _depth(data, settings.API_MAX_JSON_DEPTH) > settings.API_MAX_JSON_DEPTH:
+            raise ParseError(
+                f"JSON parse error - nesting deeper than {settings.API_MAX_JSON_DEPTH} levels."
+            )
+        return data
+
+
+class Pagination(PageNumberPagination):
+    """`?page=N&page_size=M` (at most 500 a page)."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not declare (no mass assignment)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: "not accepted: unknown or read-only field" for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+def client_ip(request) -> str | None:
+    """The caller's address as the server saw it (REMOTE_ADDR; proxies set it via gunicorn)."""
+    address = request.META.get("REMOTE_ADDR") or None
+    return address if address and len(address) <= 45 else None
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string", "example": "invalid_input"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "description": "What to fix, by field name.",
+                    "additionalProperties": True,
+                },
+            },
+        },
+        "request_id": {"type": "string", "nullable": True},
+    },
+}
+ERROR_STATUSES = {
+    "400": "Invalid input; `fields` names what to fix.",
+    "401": "Missing, wrong, expired or revoked credentials.",
+    "403": "Not allowed.",
+    "404": "Not found (or not yours).",
+    "405": "Method not allowed.",
+    "406": "Cannot answer in the requested format.",
+    "413": "Request body too large.",
+    "415": "Send application/json.",
+    "429": "Too many requests; see Retry-After.",
+    "503": "The database or the production model is unavailable.",
+}
+WRITE_ERROR_STATUSES = {
+    "409": "Conflicts with what is recorded.",
+    "422": "Idempotency-Key reused with a different body.",
+}
+
+
+def add_error_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular hook: every operation documents the one error body for its 4xx/5xx."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"$ref": "#/components/schemas/Error"}
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            statuses = dict(ERROR_STATUSES)
+            if method in ("post", "put", "patch", "delete"):
+                statuses.update(WRITE_ERROR_STATUSES)
+            responses = operation.setdefault("responses", {})
+            for code, description in statuses.items():
+                responses.setdefault(
+                    code,
+                    {"description": description, "content": {"application/json": {"schema": ref}}},
+                )
+    return result

@@ -1,0 +1,1 @@
+"""REST API of the model registry (/api/v1/models/)."""

@@ -1,0 +1,1 @@
+"""REST API of the predictions app (/api/v1/predictions/)."""

@@ -1,0 +1,65 @@
+"""OpenAPI: the prediction inputs are described by the production model's feature schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from floodsite.exceptions import ApplicationError
+from mlcore.engine.schema import Manifest
+from mlcore.selectors import model_version_get_production
+
+
+def feature_schema(manifest: Manifest) -> dict[str, Any]:
+    """JSON Schema of one set of inputs, one property per feature of the manifest."""
+    properties: dict[str, Any] = {}
+    for spec in manifest.features:
+        unit = f" ({spec.unit})" if spec.unit else ""
+        properties[spec.name] = {
+            "type": "integer" if spec.dtype == "int" else "number",
+            "description": (
+                f"{spec.description}{unit} Typical range {spec.minimum:g} to {spec.maximum:g}; "
+                "values outside it are scored and flagged in out_of_range."
+            ),
+            "example": spec.default,
+            "x-unit": spec.unit,
+            "x-typical-minimum": spec.minimum,
+            "x-typical-maximum": spec.maximum,
+            "x-group": spec.group,
+        }
+    return {
+        "type": "object",
+        "description": f"Feature values for model {manifest.name}.",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def add_feature_schema(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: plug PredictionInputs into the request bodies."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    try:
+        mv = model_version_get_production(name=settings.FLOODSITE_MODEL_NAME)
+        inputs = feature_schema(Manifest.from_dict(mv.manifest))
+        inputs["description"] += f" Production version: {mv.version}."
+    except (ApplicationError, DatabaseError) as exc:
+        reason = exc.message if isinstance(exc, ApplicationError) else "database unavailable"
+        inputs = {
+            "type": "object",
+            "description": f"Feature values; the schema is unavailable: {reason}",
+            "additionalProperties": {"type": "number"},
+        }
+    schemas["PredictionInputs"] = inputs
+    create = schemas.get("PredictionCreateInputRequest")
+    if create is not None:
+        ref = {"$ref": "#/components/schemas/PredictionInputs"}
+        create["properties"]["inputs"] = {**ref}
+        create["properties"]["instances"]["items"] = {**ref}
+        create["properties"]["instances"]["maxItems"] = settings.API_MAX_INSTANCES
+        create["properties"]["instances"]["minItems"] = 1
+        create["description"] = "Send exactly one of `inputs` or `instances`."
+        create["oneOf"] = [{"required": ["inputs"]}, {"required": ["instances"]}]
+    return result

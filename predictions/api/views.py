@@ -1,0 +1,253 @@
+"""API views for predictions and outcomes: each parses input and calls one service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from floodsite.rest import Pagination, StrictSerializer, client_ip
+from predictions.models import Outcome, Prediction, Source
+from predictions.selectors import PredictionFilter, prediction_get, prediction_list
+from predictions.services import (
+    idempotent_call,
+    outcome_create,
+    prediction_create,
+    prediction_create_many,
+    request_fingerprint,
+)
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Repeat a POST safely: the same key and body return the first response "
+    "without a second audit row; the same key with another body is a 422.",
+)
+
+
+class FactorOut(serializers.Serializer):
+    feature = serializers.CharField()
+    value = serializers.FloatField()
+    contribution = serializers.FloatField(help_text="Change in probability against the median.")
+    direction = serializers.ChoiceField(choices=["raises", "lowers"])
+
+
+class ModelRefOut(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class OutcomeOut(serializers.Serializer):
+    flooded = serializers.BooleanField()
+    observed_at = serializers.DateTimeField()
+    note = serializers.CharField(allow_blank=True)
+    reported_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class PredictionOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    source = serializers.ChoiceField(choices=Source.choices)
+    user = serializers.CharField()
+    model = ModelRefOut()
+    probability = serializers.FloatField(min_value=0, max_value=1)
+    label = serializers.CharField()
+    risk_band = serializers.CharField()
+    factors = FactorOut(many=True)
+    out_of_range = serializers.ListField(child=serializers.CharField())
+    inputs = serializers.DictField(child=serializers.FloatField())
+    latency_ms = serializers.FloatField()
+    outcome = OutcomeOut(allow_null=True)
+
+
+class PredictionManyOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    predictions = PredictionOut(many=True)
+
+
+def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "flooded": outcome.flooded,
+        "observed_at": outcome.observed_at.isoformat(),
+        "note": outcome.note,
+        "reported_by": outcome.reported_by.get_username(),
+        "created_at": outcome.created_at.isoformat(),
+    }
+
+
+def prediction_to_dict(prediction: Prediction, *, outcome: bool = True) -> dict[str, Any]:
+    """The API's view of an audit row (PredictionOut), built without serializer overhead."""
+    recorded = getattr(prediction, "outcome", None) if outcome else None
+    return {
+        "id": str(prediction.id),
+        "created_at": prediction.created_at.isoformat(),
+        "source": prediction.source,
+        "user": prediction.user.get_username(),
+        "model": {
+            "name": prediction.model_version.name,
+            "version": prediction.model_version.version,
+        },
+        "probability": prediction.probability,
+        "label": prediction.label,
+        "risk_band": prediction.risk_band,
+        "factors": prediction.explanation,
+        "out_of_range": prediction.out_of_range,
+        "inputs": prediction.inputs,
+        "latency_ms": round(prediction.latency_ms, 3),
+        "outcome": outcome_to_dict(recorded) if recorded is not None else None,
+    }
+
+
+def idempotency_key(request: Request) -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+class PredictionCollectionApi(APIView):
+    """POST a prediction (one or up to 1,000 at once); GET your history."""
+
+    class PredictionCreateInput(StrictSerializer):
+        inputs = serializers.DictField(required=False, help_text="Feature values by name.")
+        instances = serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="Up to 1,000 sets of feature values; all are valid or none is scored.",
+        )
+
+        def validate(self, attrs):
+            given = [name for name in ("inputs", "instances") if name in attrs]
+            if len(given) != 1:
+                raise serializers.ValidationError(
+                    {"inputs": "send exactly one of 'inputs' or 'instances'"}
+                )
+            return attrs
+
+    @property
+    def throttle_scope(self) -> str:
+        return "predict" if self.request.method == "POST" else "read"
+
+    @extend_schema(
+        operation_id="predictions_create",
+        request=PredictionCreateInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="PredictionCreated",
+                serializers=[PredictionOut, PredictionManyOut],
+                resource_type_field_name=None,
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.PredictionCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        common = {
+            "user": request.user,
+            "source": Source.API,
+            "request_id": getattr(request, "request_id", ""),
+            "client_ip": client_ip(request),
+        }
+
+        def perform() -> tuple[int, dict[str, Any]]:
+            if "inputs" in data:
+                row = prediction_create(inputs=data["inputs"], **common)
+                return status.HTTP_201_CREATED, prediction_to_dict(row, outcome=False)
+            rows = prediction_create_many(instances=data["instances"], **common)
+            return status.HTTP_201_CREATED, {
+                "count": len(rows),
+                "predictions": [prediction_to_dict(row, outcome=False) for row in rows],
+            }
+
+        code, body, replayed = idempotent_call(
+            user=request.user,
+            key=idempotency_key(request),
+            fingerprint=request_fingerprint(method="POST", path=request.path, body=request.data),
+            perform=perform,
+        )
+        response = Response(body, status=code)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        operation_id="predictions_list",
+        parameters=[
+            OpenApiParameter("page", int, description="Page number."),
+            OpenApiParameter("page_size", int, description="Rows per page (at most 500)."),
+        ],
+        responses={200: PredictionOut(many=True)},
+        filters=True,
+    )
+    def get(self, request: Request) -> Response:
+        filters = {key: request.query_params.get(key) for key in PredictionFilter.base_filters}
+        filters = {key: value for key, value in filters.items() if value is not None}
+        queryset = prediction_list(user=request.user, filters=filters)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([prediction_to_dict(p) for p in page])
+
+    # drf-spectacular reads the filter parameters from here.
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return Prediction.objects.none()
+
+
+class PredictionDetailApi(APIView):
+    throttle_scope = "read"
+
+    @extend_schema(operation_id="predictions_retrieve", responses={200: PredictionOut})
+    def get(self, request: Request, prediction_id: str) -> Response:
+        prediction = prediction_get(user=request.user, prediction_id=prediction_id)
+        return Response(prediction_to_dict(prediction))
+
+
+class OutcomeCreateApi(APIView):
+    """Record the observed outcome (ground truth) of a prediction; one per prediction."""
+
+    throttle_scope = "predict"
+
+    class OutcomeInput(StrictSerializer):
+        flooded = serializers.BooleanField()
+        observed_at = serializers.DateTimeField(required=False)
+        note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(
+        operation_id="predictions_outcome_create",
+        request=OutcomeInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: OutcomeOut,
+            409: OpenApiResponse(description="An outcome is already recorded."),
+        },
+    )
+    def post(self, request: Request, prediction_id: str) -> Response:
+        prediction = prediction_get(user=request.user, prediction_id=prediction_id)
+        serializer = self.OutcomeInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        def perform() -> tuple[int, dict[str, Any]]:
+            outcome = outcome_create(
+                prediction=prediction, user=request.user, **serializer.validated_data
+            )
+            return status.HTTP_201_CREATED, outcome_to_dict(outcome)
+
+        code, body, _ = idempotent_call(
+            user=request.user,
+            key=idempotency_key(request),
+            fingerprint=request_fingerprint(method="POST", path=request.path, body=request.data),
+            perform=perform,
+        )
+        return Response(body, status=code)

@@ -1,0 +1,81 @@
+"""Reads on predictions: what a user may see, filtered the way the history pages and API ask."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+
+from floodsite.exceptions import ApplicationError
+from predictions.models import Prediction, Source
+
+VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
+
+
+def user_sees_everything(user: Any) -> bool:
+    """Auditors hold a permission; is_staff alone is not enough to read others' history."""
+    return bool(user.has_perm(VIEW_ALL_PERMISSION))
+
+
+def prediction_visible(*, user: Any) -> QuerySet[Prediction]:
+    qs = Prediction.objects.select_related("model_version", "user", "outcome__reported_by")
+    return qs if user_sees_everything(user) else qs.filter(user=user)
+
+
+class PredictionFilter(django_filters.FilterSet):
+    """Filters shared by the history page, its CSV export and GET /api/v1/predictions/."""
+
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    risk_band = django_filters.CharFilter(field_name="risk_band")
+    source = django_filters.ChoiceFilter(choices=Source.choices)
+    model_version = django_filters.NumberFilter(
+        field_name="model_version__version",
+        help_text="Version number of the model.",
+        min_value=1,
+        max_value=2**31 - 1,
+    )
+    model_name = django_filters.CharFilter(field_name="model_version__name")
+    user = django_filters.CharFilter(
+        field_name="user__username", help_text="Username (auditors only)."
+    )
+    outcome_known = django_filters.BooleanFilter(
+        field_name="outcome", lookup_expr="isnull", exclude=True
+    )
+
+    class Meta:
+        model = Prediction
+        fields: list[str] = []
+
+
+def prediction_list(*, user: Any, filters: dict[str, Any] | None = None) -> QuerySet[Prediction]:
+    """Predictions ``user`` may see, newest first; an invalid filter is a 400 naming it."""
+    filters = dict(filters or {})
+    if "user" in filters and not user_sees_everything(user):
+        raise ApplicationError(
+            "Only auditors can filter by user.",
+            fields={"user": "auditors only"},
+            code="forbidden",
+            status_code=403,
+        )
+    filterset = PredictionFilter(filters, queryset=prediction_visible(user=user))
+    if not filterset.is_valid():
+        raise ApplicationError(
+            "Some filters are invalid: " + ", ".join(sorted(filterset.errors)) + ".",
+            fields={name: " ".join(errors) for name, errors in filterset.errors.items()},
+        )
+    return filterset.qs.order_by("-created_at", "-id")
+
+
+def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
+    """One prediction, or a 404 when it does not exist or belongs to someone else."""
+    try:
+        key = uuid.UUID(str(prediction_id))
+    except ValueError:
+        key = None
+    prediction = prediction_visible(user=user).filter(pk=key).first() if key else None
+    if prediction is None:
+        raise ApplicationError("No such prediction.", code="not_found", status_code=404)
+    return prediction

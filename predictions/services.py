@@ -1,0 +1,253 @@
+"""Writes on predictions: score through mlcore and log the audit row before anything returns.
+
+Every prediction, from the web form, the API or a batch, passes through prediction_create or
+prediction_create_many; both validate against the production model's manifest, score, and
+insert the audit rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from floodsite.exceptions import ApplicationError
+from mlcore.engine import schema
+from mlcore.engine.errors import SchemaError
+from mlcore.engine.inference import Prediction as Scored
+from mlcore.selectors import LoadedModel, predictor_get_active
+from predictions.models import IdempotencyRecord, Outcome, Prediction
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Field devices' clocks drift; an observation a few minutes "ahead" is not an error.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _active_model() -> LoadedModel:
+    return predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
+
+
+def _row(
+    *,
+    scored: Scored,
+    inputs: Mapping[str, Any],
+    loaded: LoadedModel,
+    user: Any,
+    source: str,
+    latency_ms: float,
+    request_id: str,
+    client_ip: str | None,
+    created_at: datetime,
+) -> Prediction:
+    return Prediction(
+        created_at=created_at,
+        user=user,
+        source=source,
+        model_version=loaded.model_version,
+        inputs=dict(inputs),
+        probability=scored.probability,
+        label=scored.label,
+        risk_band=scored.risk_band,
+        explanation=[factor.to_dict() for factor in scored.factors],
+        out_of_range=scored.out_of_range,
+        latency_ms=latency_ms,
+        request_id=request_id[:128],
+        client_ip=client_ip,
+    )
+
+
+def _named_inputs(loaded: LoadedModel, values: Any) -> dict[str, float]:
+    """The validated values keyed by feature, as stored (numbers, never the raw strings)."""
+    return {
+        name: float(value)
+        for name, value in zip(loaded.manifest.feature_names, values, strict=True)
+    }
+
+
+def prediction_create(
+    *,
+    user: Any,
+    source: str,
+    inputs: Mapping[str, Any],
+    request_id: str = "",
+    client_ip: str | None = None,
+) -> Prediction:
+    """Validate one set of inputs, score it with the production model and log the audit row."""
+    started = time.perf_counter()
+    loaded = _active_model()
+    try:
+        values = schema.validate_inputs(loaded.manifest, inputs)
+    except SchemaError as exc:
+        raise ApplicationError(
+            "Some inputs are invalid: " + ", ".join(sorted(exc.fields)) + ".",
+            fields={f"inputs.{name}": reason for name, reason in exc.fields.items()},
+            code="invalid_input",
+        ) from exc
+    scored = loaded.predictor.predict_one(values)
+    latency_ms = (time.perf_counter() - started) * 1000
+    row = _row(
+        scored=scored,
+        inputs=_named_inputs(loaded, values),
+        loaded=loaded,
+        user=user,
+        source=source,
+        latency_ms=latency_ms,
+        request_id=request_id,
+        client_ip=client_ip,
+        created_at=timezone.now(),
+    )
+    with transaction.atomic():
+        row.save(force_insert=True)
+    return row
+
+
+def prediction_create_many(
+    *,
+    user: Any,
+    source: str,
+    instances: Sequence[Mapping[str, Any]],
+    request_id: str = "",
+    client_ip: str | None = None,
+) -> list[Prediction]:
+    """Validate up to API_MAX_INSTANCES rows; all valid, or a 400 naming every bad cell."""
+    started = time.perf_counter()
+    limit = settings.API_MAX_INSTANCES
+    if not instances:
+        raise ApplicationError(
+            "Send at least one instance.", fields={"instances": "must not be empty"}
+        )
+    if len(instances) > limit:
+        raise ApplicationError(
+            f"At most {limit} instances per call; send {len(instances)} as a batch job instead.",
+            fields={"instances": f"at most {limit} items, got {len(instances)}"},
+            code="too_many_instances",
+        )
+    loaded = _active_model()
+    checked = schema.validate_rows(loaded.manifest, instances)
+    if checked.errors:
+        fields: dict[str, str] = {}
+        for index, column, reason in checked.errors:
+            fields[f"instances[{index}].{column}" if column else f"instances[{index}]"] = reason
+        raise ApplicationError(
+            f"{checked.n_invalid} of {len(instances)} instances are invalid.",
+            fields=fields,
+            code="invalid_input",
+        )
+    scored = loaded.predictor.predict_many(checked.matrix)
+    latency_ms = (time.perf_counter() - started) * 1000 / len(instances)
+    now = timezone.now()
+    rows = [
+        _row(
+            scored=result,
+            inputs=_named_inputs(loaded, values),
+            loaded=loaded,
+            user=user,
+            source=source,
+            latency_ms=latency_ms,
+            request_id=request_id,
+            client_ip=client_ip,
+            created_at=now,
+        )
+        for result, values in zip(scored, checked.matrix, strict=True)
+    ]
+    with transaction.atomic():
+        Prediction.objects.bulk_create(rows)
+    return rows
+
+
+def outcome_create(
+    *,
+    prediction: Prediction,
+    user: Any,
+    flooded: bool,
+    observed_at: datetime | None = None,
+    note: str = "",
+) -> Outcome:
+    """Record what was observed at a predicted site; one outcome per prediction."""
+    observed_at = observed_at or timezone.now()
+    if observed_at > timezone.now() + CLOCK_SKEW:
+        raise ApplicationError(
+            "An outcome cannot be observed in the future.",
+            fields={"observed_at": "must not be in the future"},
+        )
+    try:
+        with transaction.atomic():
+            return Outcome.objects.create(
+                prediction=prediction,
+                flooded=flooded,
+                observed_at=observed_at,
+                reported_by=user,
+                note=note,
+            )
+    except IntegrityError as exc:
+        raise ApplicationError(
+            "An outcome is already recorded for this prediction.",
+            fields={"prediction": "already has an outcome"},
+            code="outcome_exists",
+            status_code=409,
+        ) from exc
+
+
+def request_fingerprint(*, method: str, path: str, body: Any) -> str:
+    """SHA-256 of the method, path and canonical JSON body: same request, same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def idempotent_call(
+    *,
+    user: Any,
+    key: str | None,
+    fingerprint: str,
+    perform: Callable[[], tuple[int, Any]],
+) -> tuple[int, Any, bool]:
+    """Run ``perform`` once per (user, key); repeat calls get the first response back.
+
+    Returns (status, body, replayed). The record is written in the same transaction as
+    whatever ``perform`` writes, so a replay never stands for work that was rolled back, and a
+    concurrent duplicate loses its own writes to the unique constraint and replays the winner.
+    """
+    if key is None:
+        status, body = perform()
+        return status, body, False
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApplicationError(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            fields={"Idempotency-Key": "1 to 255 visible ASCII characters"},
+        )
+    existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    try:
+        with transaction.atomic():
+            status, body = perform()
+            if status >= 400:
+                return status, body, False
+            IdempotencyRecord.objects.create(
+                user=user, key=key, fingerprint=fingerprint, status_code=status, response=body
+            )
+    except IntegrityError:
+        existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+    return status, body, False
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> tuple[int, Any, bool]:
+    if record.fingerprint != fingerprint:
+        raise ApplicationError(
+            "This Idempotency-Key was already used with a different request.",
+            fields={"Idempotency-Key": "already used with a different request body"},
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    return record.status_code, record.response, True

@@ -1,0 +1,154 @@
+"""The prediction API as a client uses it: predict, list, fetch, record outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from predictions.models import Outcome, Prediction
+
+URL = "/api/v1/predictions/"
+
+
+def test_one_prediction_is_answered_and_logged(api, typical_inputs, production_model, analyst):
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["model"] == {"name": production_model.name, "version": production_model.version}
+    assert 0 <= body["probability"] <= 1
+    assert body["risk_band"] in {"low", "moderate", "high", "severe"}
+    assert body["label"] in {"flood", "no_flood"}
+    assert body["out_of_range"] == []
+    assert all({"feature", "contribution", "direction"} <= set(f) for f in body["factors"])
+    row = Prediction.objects.get(pk=body["id"])
+    assert row.user == analyst and row.source == "api"
+    assert row.probability == body["probability"]
+    assert row.request_id == response["X-Request-ID"]
+    assert row.client_ip == "127.0.0.1"
+    assert row.latency_ms > 0
+
+
+def test_heavy_rain_scores_higher_and_flags_out_of_range(api, typical_inputs):
+    calm = api.post(URL, {"inputs": typical_inputs}, format="json").json()
+    storm_inputs = {**typical_inputs, "rainfall_24h_mm": 480, "rainfall_72h_mm": 900}
+    storm = api.post(URL, {"inputs": storm_inputs}, format="json").json()
+    assert storm["probability"] > calm["probability"]
+    assert storm["factors"][0]["feature"] in {"rainfall_24h_mm", "rainfall_72h_mm"}
+    assert storm["factors"][0]["direction"] == "raises"
+    flagged = api.post(URL, {"inputs": {**typical_inputs, "slope_deg": 500}}, format="json")
+    assert flagged.status_code == 201
+    assert flagged.json()["out_of_range"] == ["slope_deg"]
+
+
+def test_many_instances_in_one_call(api, typical_inputs):
+    instances = [
+        {**typical_inputs, "rainfall_24h_mm": r, "rainfall_72h_mm": 2 * r} for r in (0, 120, 450)
+    ]
+    response = api.post(URL, {"instances": instances}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["count"] == 3
+    assert Prediction.objects.count() == 3
+    # Each answer belongs to its instance: the same as asking one at a time.
+    for instance, answer in zip(instances, body["predictions"], strict=True):
+        single = api.post(URL, {"inputs": instance}, format="json").json()
+        assert answer["probability"] == pytest.approx(single["probability"], abs=1e-9)
+        assert answer["inputs"] == single["inputs"]
+
+
+def test_list_and_detail_show_only_my_predictions(api, typical_inputs, production_model):
+    from predictions.tests.factories import UserFactory, token_for
+
+    mine = api.post(URL, {"inputs": typical_inputs}, format="json").json()
+    other = UserFactory(username="bob")
+    from rest_framework.test import APIClient
+
+    bob = APIClient()
+    bob.credentials(HTTP_AUTHORIZATION=f"Token {token_for(other)}")
+    theirs = bob.post(URL, {"inputs": typical_inputs}, format="json").json()
+
+    listing = api.get(URL).json()
+    assert [p["id"] for p in listing["results"]] == [mine["id"]]
+    assert api.get(f"{URL}{mine['id']}/").json()["id"] == mine["id"]
+    hidden = api.get(f"{URL}{theirs['id']}/")
+    assert hidden.status_code == 404
+    assert hidden.json()["error"]["code"] == "not_found"
+
+
+def test_auditors_see_everyone_and_filter_by_user(api, typical_inputs, analyst):
+    from rest_framework.test import APIClient
+
+    from predictions.tests.factories import UserFactory, make_auditor, token_for
+
+    api.post(URL, {"inputs": typical_inputs}, format="json")
+    auditor = make_auditor(UserFactory(username="audrey"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(auditor)}")
+    everything = client.get(URL, {"user": analyst.username}).json()
+    assert everything["count"] == 1
+    assert everything["results"][0]["user"] == analyst.username
+    assert api.get(URL, {"user": "audrey"}).status_code == 403
+
+
+def test_filters(api, typical_inputs):
+    api.post(URL, {"inputs": typical_inputs}, format="json")
+    api.post(URL, {"inputs": {**typical_inputs, "rainfall_24h_mm": 480}}, format="json")
+    bands = {p["risk_band"] for p in api.get(URL).json()["results"]}
+    for band in bands:
+        results = api.get(URL, {"risk_band": band}).json()["results"]
+        assert results and all(p["risk_band"] == band for p in results)
+    assert api.get(URL, {"source": "web"}).json()["count"] == 0
+    assert api.get(URL, {"created_after": "2999-01-01T00:00:00Z"}).json()["count"] == 0
+    bad = api.get(URL, {"created_after": "yesterday"})
+    assert bad.status_code == 400
+    assert "created_after" in bad.json()["error"]["fields"]
+
+
+def test_record_an_outcome_once(api, typical_inputs, analyst):
+    created = api.post(URL, {"inputs": typical_inputs}, format="json").json()
+    outcome_url = f"{URL}{created['id']}/outcome/"
+    first = api.post(outcome_url, {"flooded": True, "note": "street flooded"}, format="json")
+    assert first.status_code == 201
+    assert first.json()["flooded"] is True
+    outcome = Outcome.objects.get()
+    assert outcome.reported_by == analyst
+    again = api.post(outcome_url, {"flooded": False}, format="json")
+    assert again.status_code == 409
+    assert again.json()["error"]["fields"] == {"prediction": "already has an outcome"}
+    assert api.get(f"{URL}{created['id']}/").json()["outcome"]["note"] == "street flooded"
+    known = api.get(URL, {"outcome_known": "true"}).json()
+    assert known["count"] == 1
+
+
+def test_idempotency_key_replays_without_a_second_audit_row(api, typical_inputs):
+    body = {"inputs": typical_inputs}
+    first = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
+    second = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert Prediction.objects.count() == 1
+    changed = {"inputs": {**typical_inputs, "rainfall_24h_mm": 99}}
+    conflict = api.post(URL, changed, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
+    assert conflict.status_code == 422
+    assert "Idempotency-Key" in conflict.json()["error"]["fields"]
+    assert Prediction.objects.count() == 1
+
+
+def test_models_endpoints(api, production_model):
+    listing = api.get("/api/v1/models/").json()
+    assert listing[0]["stage"] == "production"
+    active = api.get("/api/v1/models/active/").json()
+    assert active["version"] == production_model.version
+    assert active["manifest"]["features"][0]["unit"]
+    detail = api.get(f"/api/v1/models/{production_model.name}/{production_model.version}/")
+    assert detail.json()["metrics"]["roc_auc"] > 0.7
+    assert api.get(f"/api/v1/models/{production_model.name}/99/").status_code == 404
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/models/"])
+def test_anonymous_callers_are_refused_in_the_error_format(client, db, path):
+    response = client.get(path)
+    assert response.status_code in (401, 403)
+    body = response.json()
+    assert body["error"]["code"] == "not_authenticated"
+    assert body["request_id"] == response["X-Request-ID"]
