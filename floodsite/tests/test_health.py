@@ -143,6 +143,15 @@ def test_database_down_gives_503_naming_it_and_json_logs_carry_the_request_id(tm
         assert "database is unavailable" in body
         assert "Traceback" not in body
         assert headers["X-Request-ID"] == "probe-12345678"
+
+        status, headers, body = _get(
+            f"http://127.0.0.1:{port}/api/v1/models/active/",
+            {"X-Request-ID": "probe-api-1234", "Authorization": "Token fs_abcdefghijklmnop"},
+        )
+        assert status == 503
+        error = json.loads(body)
+        assert error["error"]["code"] == "database_unavailable"
+        assert error["request_id"] == "probe-api-1234"
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
