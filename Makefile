@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run setup test lint format bench ci clean
+.PHONY: run setup test lint format bench ci clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,6 @@ ci:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+screenshots: $(VENV)/.dev
+	FLOODSITE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "csp",
+    "axes",
     "floodsite",
     "accounts",
     "mlcore",
@@ -129,6 +130,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "floodsite.urls"
@@ -251,6 +254,21 @@ FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
 FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000)
 
 # --- auth and security --------------------------------------------------------------------
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is refused for AXES_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = _read(env.int, "AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=_read(env.int, "AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_VERBOSE = False
+# Self sign-up is off: administrators invite or create users.
+ALLOW_SIGNUP = _flag("ALLOW_SIGNUP", default=False)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
