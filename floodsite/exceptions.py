@@ -70,6 +70,17 @@ def _is_database_outage(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
+def _request_part(exc: Exception) -> str | None:
+    """What to fix when the error is about the request as a whole rather than one field."""
+    if isinstance(exc, drf_exceptions.ParseError) or getattr(exc, "status_code", None) == 413:
+        return "body"
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return "Content-Type"
+    if isinstance(exc, drf_exceptions.NotAcceptable):
+        return "Accept"
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every API error in the one format."""
     request = context.get("request")
@@ -116,6 +127,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             codes = exc.get_codes()
             if isinstance(codes, str):
                 code = codes
+        part = _request_part(exc)
+        if part is not None:
+            fields = {part: str(message)}
     response.data = error_body(request, code=code, message=str(message), fields=fields)
     return response
 
@@ -180,8 +194,9 @@ def _plain_503(request: HttpRequest) -> HttpResponse:
     return response
 
 
-class DatabaseUnavailableMiddleware:
-    """Turns a database outage raised by a view into a 503 page instead of a 500."""
+class ApplicationErrorMiddleware:
+    """Pages: an ApplicationError becomes its status page with the message; a database outage
+    a 503 page instead of a 500. (The API renders both through api_exception_handler.)"""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -190,6 +205,22 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, ApplicationError):
+            status_code = exception.status_code
+            template = status_code if status_code in (403, 404, 503) else 400
+            if _wants_json(request):
+                return JsonResponse(
+                    error_body(
+                        request,
+                        code=exception.code,
+                        message=exception.message,
+                        fields=exception.fields,
+                    ),
+                    status=status_code,
+                )
+            return render(
+                request, f"{template}.html", {"message": exception.message}, status=status_code
+            )
         if isinstance(exception, DatabaseError) and _is_database_outage(exception):
             logger.error("database_unavailable", error=str(exception))
             return _plain_503(request)

@@ -119,7 +119,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "floodsite.middleware.RequestIDMiddleware",
-    "floodsite.exceptions.DatabaseUnavailableMiddleware",
+    "floodsite.exceptions.ApplicationErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -8,6 +8,7 @@ from predictions import views as prediction_views
 
 urlpatterns = [
     path("", prediction_views.home, name="home"),
+    path("", include("predictions.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("", include("floodsite.api")),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from floodsite.exceptions import ApplicationError
 from predictions.models import Prediction, Source
@@ -50,7 +51,12 @@ class PredictionFilter(django_filters.FilterSet):
         fields: list[str] = []
 
 
-def prediction_list(*, user: Any, filters: dict[str, Any] | None = None) -> QuerySet[Prediction]:
+SORT_ORDERS = ("-created_at", "created_at", "-probability", "probability")
+
+
+def prediction_list(
+    *, user: Any, filters: dict[str, Any] | None = None, order: str = "-created_at"
+) -> QuerySet[Prediction]:
     """Predictions ``user`` may see, newest first; an invalid filter is a 400 naming it."""
     filters = dict(filters or {})
     if "user" in filters and not user_sees_everything(user):
@@ -66,7 +72,11 @@ def prediction_list(*, user: Any, filters: dict[str, Any] | None = None) -> Quer
             "Some filters are invalid: " + ", ".join(sorted(filterset.errors)) + ".",
             fields={name: " ".join(errors) for name, errors in filterset.errors.items()},
         )
-    return filterset.qs.order_by("-created_at", "-id")
+    if order not in SORT_ORDERS:
+        raise ApplicationError(
+            "Unknown sort order.", fields={"sort": f"one of {', '.join(SORT_ORDERS)}"}
+        )
+    return filterset.qs.order_by(order, "-id")
 
 
 def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
@@ -79,3 +89,15 @@ def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
     if prediction is None:
         raise ApplicationError("No such prediction.", code="not_found", status_code=404)
     return prediction
+
+
+def prediction_band_counts(*, user: Any, since: datetime) -> dict[str, int]:
+    """How many predictions fell in each risk band since ``since``, for the dashboard."""
+    rows = (
+        prediction_visible(user=user)
+        .filter(created_at__gte=since)
+        .values("risk_band")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["risk_band"]: row["n"] for row in rows}

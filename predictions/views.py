@@ -1,26 +1,316 @@
-"""Pages of the predictions app."""
+"""Pages of the predictions app: dashboard, predict, result with what-if, history, export."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
 
 from floodsite.exceptions import ApplicationError
-from mlcore.selectors import model_version_get_production
+from floodsite.rest import client_ip
+from mlcore.engine.schema import Manifest
+from mlcore.selectors import LoadedModel, model_version_get_production, predictor_get_active
+from predictions.exports import prediction_csv_lines
+from predictions.forms import (
+    HistoryFilterForm,
+    OutcomeForm,
+    PredictionForm,
+    WhatIfForm,
+    feature_label,
+)
+from predictions.models import Prediction, Source
+from predictions.selectors import (
+    prediction_band_counts,
+    prediction_get,
+    prediction_list,
+    user_sees_everything,
+)
+from predictions.services import (
+    idempotent_call,
+    outcome_create,
+    prediction_create,
+    request_fingerprint,
+)
+
+HISTORY_PAGE_SIZE = 25
+
+
+def _no_model_page(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    return render(request, "predictions/no_model.html", {"message": exc.message}, status=503)
+
+
+def _band_rows(manifest: Manifest, counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Bands in order with their count and bar length (share of the largest), for charts."""
+    largest = max(counts.values(), default=0) or 1
+    return [
+        {
+            "name": band.name,
+            "colour": band.colour,
+            "meaning": band.meaning,
+            "count": counts.get(band.name, 0),
+            "percent": round(100 * counts.get(band.name, 0) / largest, 1),
+        }
+        for band in manifest.risk_bands
+    ]
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The signed-in start page: which model is answering and how well it scored."""
+    """Start page: this week's predictions by band, the latest ones, the model answering."""
     try:
         model_version = model_version_get_production(name=settings.FLOODSITE_MODEL_NAME)
+        manifest = Manifest.from_dict(model_version.manifest)
         problem = ""
     except ApplicationError as exc:
-        model_version, problem = None, exc.message
+        model_version, manifest, problem = None, None, exc.message
+    week_ago = timezone.now() - timedelta(days=7)
+    counts = prediction_band_counts(user=request.user, since=week_ago)
+    context = {
+        "model_version": model_version,
+        "model_problem": problem,
+        "bands": _band_rows(manifest, counts) if manifest else [],
+        "week_total": sum(counts.values()),
+        "recent": prediction_list(user=request.user)[:5],
+        "sees_everything": user_sees_everything(request.user),
+    }
+    return render(request, "predictions/home.html", context)
+
+
+def _active(request: HttpRequest) -> LoadedModel:
+    return predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def predict(request: HttpRequest) -> HttpResponse:
+    """The form generated from the production model; a valid submit shows the result page."""
+    try:
+        loaded = _active(request)
+    except ApplicationError as exc:
+        return _no_model_page(request, exc)
+    form = PredictionForm(request.POST or None, manifest=loaded.manifest)
+    if request.method == "POST" and form.is_valid():
+        inputs = form.inputs()
+        try:
+            # The hidden submission id makes a double click or a resent form land on the
+            # first result instead of logging the same question twice.
+            _, body, _ = idempotent_call(
+                user=request.user,
+                key=f"web-predict-{form.cleaned_data['submission']}",
+                fingerprint=request_fingerprint(method="POST", path=request.path, body=inputs),
+                perform=lambda: (
+                    201,
+                    {
+                        "id": str(
+                            prediction_create(
+                                user=request.user,
+                                source=Source.WEB,
+                                inputs=inputs,
+                                request_id=getattr(request, "request_id", ""),
+                                client_ip=client_ip(request),
+                            ).id
+                        )
+                    },
+                ),
+            )
+        except ApplicationError as exc:
+            if exc.status_code == 503:
+                return _no_model_page(request, exc)
+            form.add_service_errors(exc.fields or {"__all__": exc.message})
+        else:
+            return redirect("prediction_detail", prediction_id=body["id"])
+    status = 400 if request.method == "POST" else 200
     return render(
-        request,
-        "predictions/home.html",
-        {"model_version": model_version, "model_problem": problem},
+        request, "predictions/predict.html", {"form": form, "model": loaded}, status=status
     )
+
+
+def _result_context(prediction: Prediction) -> dict[str, Any]:
+    manifest = Manifest.from_dict(prediction.model_version.manifest)
+    band = next((b for b in manifest.risk_bands if b.name == prediction.risk_band), None)
+    specs = {spec.name: spec for spec in manifest.features}
+    largest = max((abs(f["contribution"]) for f in prediction.explanation), default=0) or 1
+    factors = [
+        {
+            **factor,
+            "label": feature_label(specs[factor["feature"]])
+            if factor["feature"] in specs
+            else factor["feature"],
+            "unit": specs[factor["feature"]].unit if factor["feature"] in specs else "",
+            "percent": round(100 * abs(factor["contribution"]) / largest, 1),
+            "points": round(100 * factor["contribution"], 1),
+        }
+        for factor in prediction.explanation
+    ]
+    inputs = [
+        {
+            "name": spec.name,
+            "label": feature_label(spec),
+            "value": prediction.inputs.get(spec.name),
+            "unit": spec.unit,
+            "out_of_range": spec.name in prediction.out_of_range,
+            "range": f"{spec.minimum:g} to {spec.maximum:g}",
+        }
+        for spec in manifest.features
+    ]
+    return {
+        "prediction": prediction,
+        "percent": round(100 * prediction.probability, 1),
+        "band": band,
+        "factors": factors,
+        "inputs": inputs,
+        "manifest": manifest,
+    }
+
+
+@login_required
+def prediction_detail(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    """The result: probability, band and its meaning, what drove it, what-if, the outcome."""
+    prediction = prediction_get(user=request.user, prediction_id=prediction_id)
+    context = _result_context(prediction)
+    context["what_if"] = WhatIfForm(manifest=context["manifest"])
+    context["outcome_form"] = OutcomeForm()
+    return render(request, "predictions/detail.html", context)
+
+
+@login_required
+@require_POST
+def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    """htmx: score the same inputs with one or two changed and show both side by side."""
+    original = prediction_get(user=request.user, prediction_id=prediction_id)
+    manifest = Manifest.from_dict(original.model_version.manifest)
+    form = WhatIfForm(request.POST, manifest=manifest)
+    context: dict[str, Any] = {"original": original, "what_if": form}
+    status = 200
+    if form.is_valid():
+        try:
+            changed = prediction_create(
+                user=request.user,
+                source=Source.WEB,
+                inputs={**original.inputs, **form.changes()},
+                request_id=getattr(request, "request_id", ""),
+                client_ip=client_ip(request),
+            )
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+            status = exc.status_code
+        else:
+            context.update(
+                changed=changed,
+                changes=form.changes(),
+                delta=round(100 * (changed.probability - original.probability), 1),
+                delta_abs=round(abs(100 * (changed.probability - original.probability)), 1),
+            )
+    else:
+        status = 400
+    template = "predictions/_what_if.html" if request.htmx else "predictions/what_if_page.html"
+    return render(request, template, context, status=200 if request.htmx else status)
+
+
+@login_required
+@require_POST
+def prediction_outcome(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    """Record what was observed; on a bad form the result page shows what to fix."""
+    prediction = prediction_get(user=request.user, prediction_id=prediction_id)
+    form = OutcomeForm(request.POST)
+    if form.is_valid():
+        try:
+            outcome_create(
+                prediction=prediction,
+                user=request.user,
+                flooded=form.cleaned_data["flooded"],
+                observed_at=form.cleaned_data["observed_at"],
+                note=form.cleaned_data["note"],
+            )
+        except ApplicationError as exc:
+            for name, reason in exc.fields.items():
+                if name in form.fields:
+                    form.add_error(name, reason)
+            if not form.errors:
+                form.add_error(None, exc.message)
+        else:
+            return redirect("prediction_detail", prediction_id=prediction.pk)
+    context = _result_context(prediction)
+    context["what_if"] = WhatIfForm(manifest=context["manifest"])
+    context["outcome_form"] = form
+    return render(request, "predictions/detail.html", context, status=400)
+
+
+def _history_form(request: HttpRequest) -> tuple[HistoryFilterForm, list[str]]:
+    try:
+        manifest = Manifest.from_dict(
+            model_version_get_production(name=settings.FLOODSITE_MODEL_NAME).manifest
+        )
+        bands, features = [b.name for b in manifest.risk_bands], manifest.feature_names
+    except ApplicationError:
+        bands, features = ["low", "moderate", "high", "severe"], []
+    form = HistoryFilterForm(
+        request.GET or None, bands=bands, can_filter_users=user_sees_everything(request.user)
+    )
+    return form, features
+
+
+def _filtered(request: HttpRequest, form: HistoryFilterForm):
+    if form.is_bound and not form.is_valid():
+        return None
+    filters = form.selector_filters() if form.is_bound else {}
+    order = (form.cleaned_data.get("sort") if form.is_bound else "") or "-created_at"
+    return prediction_list(user=request.user, filters=filters, order=order)
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    """Everything the user asked (everyone's for auditors), filtered, sorted and paged."""
+    form, _ = _history_form(request)
+    try:
+        queryset = _filtered(request, form)
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        queryset = None
+    page = None
+    if queryset is not None:
+        page = Paginator(queryset, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "sees_everything": user_sees_everything(request.user),
+    }
+    return render(request, "predictions/history.html", context, status=200 if page else 400)
+
+
+@login_required
+def history_export(request: HttpRequest) -> HttpResponse:
+    """The filtered history as CSV, streamed, with spreadsheet-formula cells neutralised."""
+    form, features = _history_form(request)
+    try:
+        queryset = _filtered(request, form)
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        queryset = None
+    if queryset is None:
+        return render(
+            request,
+            "predictions/history.html",
+            {"form": form, "page": None, "query": ""},
+            status=400,
+        )
+    if not features:
+        seen = queryset.first()
+        features = list(seen.inputs) if seen else []
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(
+        prediction_csv_lines(queryset.iterator(chunk_size=2000), features=features),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="floodsite-predictions-{stamp}.csv"'
+    return response

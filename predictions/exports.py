@@ -1,0 +1,71 @@
+"""CSV exports of predictions, safe to open in a spreadsheet."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from predictions.models import Prediction
+
+# A text cell starting with one of these is run as a formula by spreadsheet programs.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise text that a spreadsheet would execute; numbers are data and pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def prediction_csv_lines(
+    predictions: Iterable[Prediction], *, features: Sequence[str]
+) -> Iterator[str]:
+    """Header then one line per prediction: outputs, the outcome if known, then the inputs."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(
+        [
+            "id",
+            "created_at",
+            "user",
+            "source",
+            "model",
+            "model_version",
+            "probability",
+            "label",
+            "risk_band",
+            "top_factor",
+            "out_of_range",
+            "observed_flooded",
+            "observed_at",
+            *features,
+        ]
+    )
+    for p in predictions:
+        outcome = getattr(p, "outcome", None)
+        top = p.explanation[0]["feature"] if p.explanation else ""
+        row = [
+            str(p.id),
+            p.created_at.isoformat(),
+            p.user.get_username(),
+            p.source,
+            p.model_version.name,
+            p.model_version.version,
+            f"{p.probability:.6f}",
+            p.label,
+            p.risk_band,
+            top,
+            " ".join(p.out_of_range),
+            "" if outcome is None else ("yes" if outcome.flooded else "no"),
+            "" if outcome is None else outcome.observed_at.isoformat(),
+            *[p.inputs.get(name, "") for name in features],
+        ]
+        yield writer.writerow([safe_cell(cell) for cell in row])

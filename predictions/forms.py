@@ -1,0 +1,191 @@
+"""Forms of the predictions pages, generated from the production model's feature schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+
+from mlcore.engine.schema import FeatureSpec, Manifest
+from predictions.models import Source
+
+# Unit words that end many feature names; the unit is shown next to the field instead.
+_UNIT_SUFFIXES = {"mm", "m", "pct", "deg", "km2", "km", "per"}
+
+
+def feature_label(spec: FeatureSpec) -> str:
+    """'rainfall_24h_mm' -> 'Rainfall 24h' (the unit, 'mm', is shown beside the input)."""
+    words = spec.name.split("_")
+    while len(words) > 1 and words[-1].lower() in _UNIT_SUFFIXES:
+        words.pop()
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+class PredictionForm(forms.Form):
+    """One field per feature of the manifest, grouped as the manifest groups them.
+
+    Values outside a feature's typical range are allowed (the model scores them and the result
+    flags them); the page warns as the analyst types, it does not refuse.
+    """
+
+    submission = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, manifest: Manifest, **kwargs: Any) -> None:
+        initial = kwargs.setdefault("initial", {})
+        for spec in manifest.features:
+            initial.setdefault(spec.name, _number(spec.default))
+        initial.setdefault("submission", uuid.uuid4())
+        super().__init__(*args, **kwargs)
+        self.manifest = manifest
+        for spec in manifest.features:
+            field_class = forms.IntegerField if spec.dtype == "int" else forms.FloatField
+            unit = f" ({spec.unit})" if spec.unit else ""
+            self.fields[spec.name] = field_class(
+                label=feature_label(spec),
+                help_text=(
+                    f"{spec.description} Typical range {_number(spec.minimum)} to "
+                    f"{_number(spec.maximum)}{unit}."
+                ),
+                error_messages={
+                    "required": "Enter a value.",
+                    "invalid": ("Enter a whole number" if spec.dtype == "int" else "Enter a number")
+                    + f", e.g. {_number(spec.default)}.",
+                },
+                widget=forms.NumberInput(
+                    attrs={
+                        "step": "1" if spec.dtype == "int" else "any",
+                        "inputmode": "numeric" if spec.dtype == "int" else "decimal",
+                        "data-typical-min": _number(spec.minimum),
+                        "data-typical-max": _number(spec.maximum),
+                        "data-unit": spec.unit,
+                    }
+                ),
+            )
+            self.fields[spec.name].unit = spec.unit  # type: ignore[attr-defined]
+
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """Bound fields by the manifest's feature groups, in schema order."""
+        grouped: OrderedDict[str, list[forms.BoundField]] = OrderedDict()
+        for spec in self.manifest.features:
+            grouped.setdefault(spec.group or "Inputs", []).append(self[spec.name])
+        return list(grouped.items())
+
+    def inputs(self) -> dict[str, float]:
+        return {spec.name: self.cleaned_data[spec.name] for spec in self.manifest.features}
+
+    def add_service_errors(self, fields: dict[str, str]) -> None:
+        """Attach the service's `inputs.<feature>` errors to the matching fields."""
+        for key, reason in fields.items():
+            name = key.removeprefix("inputs.")
+            self.add_error(name if name in self.fields else None, str(reason))
+
+
+class WhatIfForm(forms.Form):
+    """Change one or two inputs of a prediction and compare."""
+
+    feature_1 = forms.ChoiceField(label="Change")
+    value_1 = forms.FloatField(label="to")
+    feature_2 = forms.ChoiceField(label="and change", required=False)
+    value_2 = forms.FloatField(label="to", required=False)
+
+    def __init__(self, *args: Any, manifest: Manifest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(spec.name, feature_label(spec)) for spec in manifest.features]
+        self.fields["feature_1"].choices = choices
+        self.fields["feature_2"].choices = [("", "(nothing else)"), *choices]
+        for name in ("value_1", "value_2"):
+            self.fields[name].widget.attrs.update({"step": "any", "inputmode": "decimal"})
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("feature_2") and data.get("value_2") is None:
+            self.add_error("value_2", "Enter the new value, or choose nothing else.")
+        if data.get("feature_2") and data.get("feature_2") == data.get("feature_1"):
+            self.add_error("feature_2", "Choose a different input.")
+        return data
+
+    def changes(self) -> dict[str, float]:
+        changed = {self.cleaned_data["feature_1"]: self.cleaned_data["value_1"]}
+        if self.cleaned_data.get("feature_2"):
+            changed[self.cleaned_data["feature_2"]] = self.cleaned_data["value_2"]
+        return changed
+
+
+class OutcomeForm(forms.Form):
+    flooded = forms.TypedChoiceField(
+        label="Did it flood?",
+        choices=[("yes", "Yes, it flooded"), ("no", "No, it did not flood")],
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+    )
+    observed_at = forms.DateTimeField(
+        label="Observed at",
+        required=False,
+        help_text="Leave empty for now.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    note = forms.CharField(
+        label="Note", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+
+class HistoryFilterForm(forms.Form):
+    """The history page's filters; names match predictions.selectors.PredictionFilter."""
+
+    created_after = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_before = forms.DateField(
+        label="Until", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    risk_band = forms.ChoiceField(label="Risk band", required=False)
+    source = forms.ChoiceField(
+        label="Source", required=False, choices=[("", "Any"), *Source.choices]
+    )
+    model_version = forms.IntegerField(label="Model version", required=False, min_value=1)
+    outcome_known = forms.ChoiceField(
+        label="Outcome",
+        required=False,
+        choices=[("", "Any"), ("true", "Recorded"), ("false", "Not recorded")],
+    )
+    user = forms.CharField(label="User", required=False, max_length=150)
+    sort = forms.ChoiceField(
+        label="Sort by",
+        required=False,
+        choices=[
+            ("-created_at", "Newest first"),
+            ("created_at", "Oldest first"),
+            ("-probability", "Highest probability"),
+            ("probability", "Lowest probability"),
+        ],
+    )
+
+    def __init__(self, *args: Any, bands: list[str], can_filter_users: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["risk_band"].choices = [("", "Any"), *[(b, b.title()) for b in bands]]
+        if not can_filter_users:
+            del self.fields["user"]
+
+    def selector_filters(self) -> dict[str, str]:
+        """The cleaned filters as the selector's query parameters (dates as whole days)."""
+        filters: dict[str, str] = {}
+        data = self.cleaned_data
+        if data.get("created_after"):
+            filters["created_after"] = f"{data['created_after'].isoformat()}T00:00:00"
+        if data.get("created_before"):
+            day_after = data["created_before"] + timedelta(days=1)
+            filters["created_before"] = f"{day_after.isoformat()}T00:00:00"
+        for name in ("risk_band", "source", "outcome_known", "user"):
+            if data.get(name):
+                filters[name] = data[name]
+        if data.get("model_version"):
+            filters["model_version"] = str(data["model_version"])
+        return filters
