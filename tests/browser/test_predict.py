@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -55,7 +56,7 @@ def test_predict_read_what_if_history_export_and_outcome(signed_in, production_m
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Export CSV").click()
     download = download_info.value
-    rows = list(csv.DictReader(io.StringIO(open(download.path()).read())))
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
     assert [row["id"] for row in rows] == [str(prediction.pk)]
     assert rows[0]["observed_flooded"] == "yes"
 
