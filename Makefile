@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run setup test lint format bench ci clean screenshots
+.PHONY: run setup test lint format bench ci clean screenshots chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ setup: $(VENV)/.runtime
 run: setup
 	$(PY) manage.py run_site
 
-test: $(VENV)/.dev
+# The browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
+chromium:
+	@command -v /usr/bin/chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "The browser tests need Debian's Chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+test: $(VENV)/.dev chromium
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
@@ -37,8 +43,9 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# `make bench BENCH_ARGS="--only api"` refreshes one section of docs/benchmarks.md.
 bench: $(VENV)/.dev
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 ci:
 	bash .ci/run
@@ -46,5 +53,5 @@ ci:
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 
-screenshots: $(VENV)/.dev
+screenshots: $(VENV)/.dev chromium
 	FLOODSITE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
