@@ -37,4 +37,4 @@ ENV DJANGO_STATIC_ROOT=/app/staticfiles \
     DJANGO_MEDIA_ROOT=/app/var/media
 EXPOSE 8000
 
-CMD ["gunicorn", "floodsite.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "floodsite.wsgi"]

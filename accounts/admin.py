@@ -1,4 +1,4 @@
-"""Admin for users and their API tokens (create shows the secret once; delete revokes)."""
+"""Admin for users (role, invitations) and their API tokens (create shows the secret once)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,69 @@ from django.contrib.auth.admin import UserAdmin
 from knox.models import AuthToken
 
 from accounts.models import ApiToken, User
-from accounts.services import api_token_create
+from accounts.roles import Role
+from accounts.services import api_token_create, user_invitation_send, user_set_role
+from floodsite.exceptions import ApplicationError
 
-admin.site.register(User, UserAdmin)
+
+@admin.register(User)
+class FloodsiteUserAdmin(UserAdmin):
+    list_display = (
+        "username",
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "is_active",
+        "last_login",
+    )
+    list_filter = ("groups", "is_staff", "is_superuser", "is_active")
+    actions = ["send_invitation", "make_analyst", "make_auditor", "make_admin"]
+
+    def get_queryset(self, request):
+        # User.role reads the groups; prefetching them keeps the list at two queries.
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="role")
+    def role(self, obj: User) -> str:
+        role = obj.role
+        return role.label if role else "—"
+
+    @admin.action(description="Send invitation e-mail", permissions=["change"])
+    def send_invitation(self, request, queryset) -> None:
+        sent = 0
+        for user in queryset:
+            try:
+                user_invitation_send(user=user, invited_by=request.user, request=request)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                sent += 1
+        if sent:
+            self.message_user(
+                request,
+                f"Sent {sent} invitation e-mail{'s' if sent != 1 else ''} with a link to choose "
+                "a password.",
+                messages.SUCCESS,
+            )
+
+    def _set_role(self, request, queryset, role: Role) -> None:
+        for user in queryset:
+            user_set_role(user=user, role=role)
+        self.message_user(request, f"{queryset.count()} user(s) now have the {role.label} role.")
+
+    @admin.action(description="Set role: analyst", permissions=["change"])
+    def make_analyst(self, request, queryset) -> None:
+        self._set_role(request, queryset, Role.ANALYST)
+
+    @admin.action(description="Set role: auditor", permissions=["change"])
+    def make_auditor(self, request, queryset) -> None:
+        self._set_role(request, queryset, Role.AUDITOR)
+
+    @admin.action(description="Set role: admin (also staff)", permissions=["change"])
+    def make_admin(self, request, queryset) -> None:
+        self._set_role(request, queryset, Role.ADMIN)
+
 
 # knox registers its own token model, which ApiToken replaces (KNOX_TOKEN_MODEL).
 if admin.site.is_registered(AuthToken):

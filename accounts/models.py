@@ -2,7 +2,10 @@
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 from knox.models import AbstractAuthToken
+
+from accounts.roles import ROLE_ORDER, Role
 
 
 class User(AbstractUser):  # type: ignore[django-manager-missing]  # knox names the reverse relation
@@ -15,6 +18,15 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]  # knox names 
     def __str__(self) -> str:
         return self.get_full_name() or self.username
 
+    @property
+    def role(self) -> Role | None:
+        """The strongest role group the user is in (a superuser counts as admin), or None."""
+        if self.is_superuser:
+            return Role.ADMIN
+        # Iterating groups.all() uses a prefetch_related("groups") when the caller made one.
+        names = {group.name for group in self.groups.all()}
+        return next((role for role in ROLE_ORDER if role.value in names), None)
+
 
 class ApiToken(AbstractAuthToken):
     """A named, expiring API token; only its SHA-512 digest is stored (django-rest-knox)."""
@@ -25,6 +37,10 @@ class ApiToken(AbstractAuthToken):
     class Meta:
         ordering = ["-created"]
         indexes = [models.Index(fields=["user", "-created"], name="api_token_user_created")]
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expiry is not None and self.expiry <= timezone.now()
 
     def __str__(self) -> str:
         return f"{self.name or 'token'} {self.token_key}… ({self.user})"

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -22,6 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench.api import bench_api  # noqa: E402
 from mlcore.engine import onnx_export, synthetic, training  # noqa: E402
 from mlcore.engine.inference import Predictor  # noqa: E402
 
@@ -112,7 +114,22 @@ def bench_inference() -> str:
     )
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"inference": bench_inference}
+SECTIONS: dict[str, Callable[[], str]] = {"inference": bench_inference, "api": bench_api}
+
+# Each block is stored after a marker, so `--only NAME` refreshes one section and keeps the
+# others' last numbers instead of wiping them.
+_MARKER = re.compile(r"^<!-- bench:section (?P<name>[\w-]+) (?P<at>[^>]*?) -->$", re.MULTILINE)
+
+
+def _previous_blocks(path: Path) -> dict[str, str]:
+    """Marked blocks of an earlier docs/benchmarks.md, by section name (marker included)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    marks = list(_MARKER.finditer(text))
+    ends = [m.start() for m in marks[1:]] + [len(text)] if marks else []
+    return {m["name"]: text[m.start() : end].strip() for m, end in zip(marks, ends, strict=True)}
 
 
 def main() -> None:
@@ -121,22 +138,29 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     chosen = args.only or list(SECTIONS)
-    blocks = []
+    out = Path(args.out)
+    blocks = _previous_blocks(out)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     for name in chosen:
         print(f"bench: {name} ...", flush=True)
-        blocks.append(SECTIONS[name]())
+        blocks[name] = f"<!-- bench:section {name} {now} -->\n{SECTIONS[name]()}"
+    kept = [name for name in SECTIONS if name in blocks and name not in chosen]
+    only = " ".join(f"--only {name}" for name in args.only or [])
+    command = f'make bench BENCH_ARGS="{only}"' if only else "make bench"
     header = [
         "# Benchmarks",
         "",
         "Written by `make bench` (`bench/run.py`); numbers from one run, not a test.",
         "",
-        f"- command: `make bench` (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})",
+        f"- command: `{command}` (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})",
         f"- machine: {machine()}",
-        f"- run at: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- run at: {now} (sections: {', '.join(chosen)})",
+        *([f"- kept from an earlier run (time in its marker): {', '.join(kept)}"] if kept else []),
         "",
     ]
-    Path(args.out).write_text("\n".join([*header, "\n\n".join(blocks), ""]))
-    print(Path(args.out).read_text())
+    ordered = [blocks[name] for name in SECTIONS if name in blocks]
+    out.write_text("\n".join([*header, "\n\n".join(ordered), ""]))
+    print(out.read_text())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.pagination import PageNumberPagination
@@ -78,6 +79,19 @@ class StrictSerializer(serializers.Serializer):
                     {name: "not accepted: unknown or read-only field" for name in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """Documents what StrictSerializer enforces: a request body has no undeclared properties."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
 
 def client_ip(request) -> str | None:

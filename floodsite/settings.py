@@ -151,6 +151,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "predictions.context_processors.batch_notices",
             ],
         },
     },
@@ -180,6 +181,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # A file, not memory, so that worker processes started by tests share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # WAL lets the web server and the worker share the file without "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
@@ -224,6 +227,19 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "resume-stalled-batches": {
+        "task": "predictions.tasks.batch_resume_stalled_task",
+        "schedule": _read(env.float, "BATCH_RESUME_INTERVAL_SECONDS", default=60.0),
+    },
+}
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    # A task a killed worker never acknowledged is handed to another worker after this long;
+    # batch chunk tasks take seconds, so minutes are plenty.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _read(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300)
+    }
 
 # --- files --------------------------------------------------------------------------------
 
@@ -251,6 +267,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 FLOODSITE_MODEL_NAME = _read(env.str, "FLOODSITE_MODEL_NAME", default="flood-risk")
 FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
+# How stale a process's view of "which version is in production" may be, in seconds.
+FLOODSITE_MODEL_RECHECK_SECONDS = _read(env.float, "FLOODSITE_MODEL_RECHECK_SECONDS", default=2.0)
 FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000)
 
 # --- auth and security --------------------------------------------------------------------
@@ -265,7 +283,7 @@ AXES_FAILURE_LIMIT = _read(env.int, "AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=_read(env.int, "AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_VERBOSE = False
 # Self sign-up is off: administrators invite or create users.
 ALLOW_SIGNUP = _flag("ALLOW_SIGNUP", default=False)
@@ -341,11 +359,19 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_INSTANCES = _read(env.int, "API_MAX_INSTANCES", default=1000)
+# Batch scoring: upload limits, rows per Celery task, and when a quiet job counts as stalled.
+BATCH_MAX_BYTES = _read(env.int, "BATCH_MAX_BYTES", default=300_000_000)
+BATCH_MAX_ROWS = _read(env.int, "BATCH_MAX_ROWS", default=2_000_000)
+BATCH_CHUNK_ROWS = _read(env.int, "BATCH_CHUNK_ROWS", default=20_000)
+BATCH_STALLED_SECONDS = _read(env.int, "BATCH_STALLED_SECONDS", default=120)
 # Largest request body (JSON or form) in bytes; 1,000 instances take about 0.6 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _read(env.int, "DJANGO_MAX_BODY_BYTES", default=2_621_440)
 API_MAX_JSON_DEPTH = 20
 
 KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 (a model name)
+# knox's migrations create its own token table even when the model is swapped for ApiToken;
+# without them no such table (with a foreign key to users) exists at all.
+MIGRATION_MODULES = {"knox": None}
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=_read(env.int, "API_TOKEN_TTL_DAYS", default=90)),
     "AUTO_REFRESH": False,

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import structlog
+from django.conf import settings
 from django.db.models import QuerySet
 
 from floodsite.exceptions import ApplicationError
@@ -132,12 +133,29 @@ _cache: dict[str, LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
+_checked_at: dict[str, float] = {}
+
+
+def predictor_cache_clear(*, name: str) -> None:
+    """Forget this process's copy, e.g. right after a promotion made here."""
+    _cache.pop(name, None)
+    _checked_at.pop(name, None)
+
+
 def predictor_get_active(*, name: str) -> LoadedModel:
     """The production version of ``name``, loaded once per process.
 
-    One indexed query per call tells whether production moved to another version; the
-    artifact is only read again when it did, so a promotion takes effect without restarts.
+    At most every FLOODSITE_MODEL_RECHECK_SECONDS one indexed query tells whether production
+    moved to another version; the artifact is only read again when it did, so a promotion
+    takes effect in every process within that time, without restarts.
     """
+    cached = _cache.get(name)
+    now = time.monotonic()
+    if (
+        cached is not None
+        and now - _checked_at.get(name, 0.0) < settings.FLOODSITE_MODEL_RECHECK_SECONDS
+    ):
+        return cached
     current = (
         ModelVersion.objects.filter(name=name, stage=Stage.PRODUCTION)
         .values_list("pk", "sha256")
@@ -145,8 +163,8 @@ def predictor_get_active(*, name: str) -> LoadedModel:
     )
     if current is None:
         raise _no_production_error(name)
-    cached = _cache.get(name)
     if cached is not None and (cached.model_version_id, cached.sha256) == current:
+        _checked_at[name] = now
         return cached
     with _cache_lock:
         cached = _cache.get(name)
@@ -154,4 +172,23 @@ def predictor_get_active(*, name: str) -> LoadedModel:
             return cached
         loaded = model_version_load(model_version=ModelVersion.objects.get(pk=current[0]))
         _cache[name] = loaded
+        _checked_at[name] = now
         return loaded
+
+
+_by_version: dict[tuple[int, str], LoadedModel] = {}
+
+
+def loaded_model_get(*, model_version: ModelVersion) -> LoadedModel:
+    """A specific version, verified and loaded once per process (batch jobs pin a version)."""
+    key = (model_version.pk, model_version.sha256)
+    loaded = _by_version.get(key)
+    if loaded is None:
+        with _cache_lock:
+            loaded = _by_version.get(key)
+            if loaded is None:
+                loaded = model_version_load(model_version=model_version)
+                if len(_by_version) >= 4:
+                    _by_version.pop(next(iter(_by_version)))
+                _by_version[key] = loaded
+    return loaded

@@ -21,7 +21,7 @@ from mlcore.engine import artifacts, onnx_export, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.schema import Manifest
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
-from mlcore.selectors import model_version_load
+from mlcore.selectors import model_version_load, predictor_cache_clear
 
 logger = structlog.get_logger(__name__)
 
@@ -162,6 +162,7 @@ def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str
             code="conflict",
             status_code=409,
         ) from exc
+    predictor_cache_clear(name=target.name)
     logger.info("model_promoted", model=str(target), reason=reason)
     model_version.refresh_from_db()
     return model_version

@@ -189,3 +189,11 @@ class HistoryFilterForm(forms.Form):
         if data.get("model_version"):
             filters["model_version"] = str(data["model_version"])
         return filters
+
+
+class BatchUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="One row per site, one column per model input, a header row first.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )

@@ -54,6 +54,12 @@ class Prediction(models.Model):
     latency_ms = models.FloatField()
     request_id = models.CharField(max_length=128, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    batch = models.ForeignKey(
+        "BatchJob", on_delete=models.PROTECT, null=True, blank=True, related_name="predictions"
+    )
+    batch_row = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Row number in the uploaded file (1 = first data row)."
+    )
 
     objects = PredictionQuerySet.as_manager()
 
@@ -66,6 +72,14 @@ class Prediction(models.Model):
             models.Index(fields=["risk_band", "-created_at"], name="prediction_band_created"),
             models.Index(fields=["source", "-created_at"], name="prediction_source_created"),
             models.Index(fields=["model_version", "-created_at"], name="prediction_model_created"),
+        ]
+        constraints = [
+            # A re-run batch chunk can never log a row twice.
+            models.UniqueConstraint(
+                fields=["batch", "batch_row"],
+                condition=models.Q(batch__isnull=False),
+                name="prediction_batch_row_unique",
+            )
         ]
 
     def __str__(self) -> str:
@@ -120,3 +134,122 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partially succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (
+    BatchStatus.SUCCEEDED,
+    BatchStatus.PARTIAL,
+    BatchStatus.FAILED,
+    BatchStatus.CANCELLED,
+)
+
+
+def _batch_path(instance: BatchJob, filename: str) -> str:
+    return f"batches/{instance.pk}/{filename}"
+
+
+class BatchJob(models.Model):
+    """A CSV scored as a whole: every valid row becomes an audit row, every bad row an error.
+
+    The model version is fixed at submission, so a promotion during a long job does not mix
+    two models in one result file.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="batch_jobs"
+    )
+    source = models.CharField(max_length=8, choices=Source.choices)
+    input_file = models.FileField(upload_to=_batch_path, max_length=300)
+    original_name = models.CharField(max_length=255)
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="batch_jobs"
+    )
+    status = models.CharField(
+        max_length=10, choices=BatchStatus.choices, default=BatchStatus.QUEUED
+    )
+    total_rows = models.PositiveIntegerField(null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(default=0)
+    failed_rows = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result_file = models.FileField(upload_to=_batch_path, max_length=300, blank=True)
+    error_file = models.FileField(upload_to=_batch_path, max_length=300, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a chunk last finished; stalled jobs are resumed."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    notified = models.BooleanField(
+        default=False, help_text="The owner has seen the finished notice."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="batch_owner_created"),
+            models.Index(fields=["status"], name="batch_status"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="batch_owner_idempotency_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class BatchChunk(models.Model):
+    """One slice of a job's rows, scored by one Celery task; done once, whatever retries."""
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_row = models.PositiveIntegerField()
+    row_count = models.PositiveIntegerField()
+    done = models.BooleanField(default=False)
+    rows_ok = models.PositiveIntegerField(default=0)
+    rows_failed = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="batch_chunk_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} chunk {self.index}"
+
+
+class BatchRowError(models.Model):
+    """Why one row of an uploaded file was not scored."""
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="row_errors")
+    row_number = models.PositiveIntegerField()
+    column = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["job", "row_number", "id"]
+        indexes = [models.Index(fields=["job", "row_number"], name="batch_error_row")]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number} {self.column}: {self.reason}"

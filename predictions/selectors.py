@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import django_filters
 from django.db.models import Count, QuerySet
+from django.utils import timezone
 
 from floodsite.exceptions import ApplicationError
-from predictions.models import Prediction, Source
+from predictions.models import BatchJob, Prediction, Source
 
 VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
 
@@ -101,3 +103,43 @@ def prediction_band_counts(*, user: Any, since: datetime) -> dict[str, int]:
         .order_by()
     )
     return {row["risk_band"]: row["n"] for row in rows}
+
+
+def batch_list(*, user: Any) -> QuerySet[BatchJob]:
+    qs = BatchJob.objects.select_related("model_version", "owner")
+    return qs if user_sees_everything(user) else qs.filter(owner=user)
+
+
+def batch_get(*, user: Any, job_id: Any) -> BatchJob:
+    """One job, or a 404 when it does not exist or belongs to someone else."""
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        key = None
+    job = batch_list(user=user).filter(pk=key).first() if key else None
+    if job is None:
+        raise ApplicationError("No such batch job.", code="not_found", status_code=404)
+    return job
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    percent: float
+    rows_per_second: float | None
+    eta_seconds: float | None
+
+
+def batch_progress(*, job: BatchJob) -> BatchProgress:
+    """How far a job is, how fast it goes, and when it should finish at that pace."""
+    total = job.total_rows or 0
+    done = job.processed_rows
+    percent = 100.0 if job.finished and total == done else (100.0 * done / total if total else 0.0)
+    rate = None
+    eta = None
+    if job.started_at and done:
+        end = job.finished_at or job.progress_at or timezone.now()
+        elapsed = max((end - job.started_at).total_seconds(), 1e-3)
+        rate = done / elapsed
+        if not job.finished and total:
+            eta = max(total - done, 0) / rate
+    return BatchProgress(percent=round(percent, 1), rows_per_second=rate, eta_seconds=eta)

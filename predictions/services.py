@@ -104,8 +104,8 @@ def prediction_create(
         client_ip=client_ip,
         created_at=timezone.now(),
     )
-    with transaction.atomic():
-        row.save(force_insert=True)
+    # One INSERT in autocommit: the row is durable before the caller sees the answer.
+    row.save(force_insert=True)
     return row
 
 
@@ -206,7 +206,7 @@ def idempotent_call(
     *,
     user: Any,
     key: str | None,
-    fingerprint: str,
+    fingerprint: Callable[[], str],
     perform: Callable[[], tuple[int, Any]],
 ) -> tuple[int, Any, bool]:
     """Run ``perform`` once per (user, key); repeat calls get the first response back.
@@ -223,22 +223,27 @@ def idempotent_call(
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             fields={"Idempotency-Key": "1 to 255 visible ASCII characters"},
         )
+    fingerprint_value = fingerprint()  # hashed only when a key asks for it
     existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
     if existing is not None:
-        return _replay(existing, fingerprint)
+        return _replay(existing, fingerprint_value)
     try:
         with transaction.atomic():
             status, body = perform()
             if status >= 400:
                 return status, body, False
             IdempotencyRecord.objects.create(
-                user=user, key=key, fingerprint=fingerprint, status_code=status, response=body
+                user=user,
+                key=key,
+                fingerprint=fingerprint_value,
+                status_code=status,
+                response=body,
             )
     except IntegrityError:
         existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
         if existing is None:
             raise
-        return _replay(existing, fingerprint)
+        return _replay(existing, fingerprint_value)
     return status, body, False
 
 

@@ -6,6 +6,15 @@ from predictions import views
 
 urlpatterns = [
     path("predict/", views.predict, name="predict"),
+    path("batches/", views.batch_upload, name="batches"),
+    path("batches/<str:job_id>/", views.batch_detail, name="batch_detail"),
+    path("batches/<str:job_id>/progress/", views.batch_progress_fragment, name="batch_progress"),
+    path("batches/<str:job_id>/cancel/", views.batch_cancel_view, name="batch_cancel"),
+    path(
+        "batches/<str:job_id>/<str:kind>.csv",
+        views.batch_download,
+        name="batch_download",
+    ),
     path("predictions/", views.history, name="history"),
     path("predictions/export.csv", views.history_export, name="history_export"),
     path("predictions/<str:prediction_id>/", views.prediction_detail, name="prediction_detail"),

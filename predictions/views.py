@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -17,16 +17,21 @@ from floodsite.exceptions import ApplicationError
 from floodsite.rest import client_ip
 from mlcore.engine.schema import Manifest
 from mlcore.selectors import LoadedModel, model_version_get_production, predictor_get_active
+from predictions.batches import batch_cancel, batch_create, batch_mark_notified
 from predictions.exports import prediction_csv_lines
 from predictions.forms import (
+    BatchUploadForm,
     HistoryFilterForm,
     OutcomeForm,
     PredictionForm,
     WhatIfForm,
     feature_label,
 )
-from predictions.models import Prediction, Source
+from predictions.models import BatchJob, Prediction, Source
 from predictions.selectors import (
+    batch_get,
+    batch_list,
+    batch_progress,
     prediction_band_counts,
     prediction_get,
     prediction_list,
@@ -104,7 +109,9 @@ def predict(request: HttpRequest) -> HttpResponse:
             _, body, _ = idempotent_call(
                 user=request.user,
                 key=f"web-predict-{form.cleaned_data['submission']}",
-                fingerprint=request_fingerprint(method="POST", path=request.path, body=inputs),
+                fingerprint=lambda: request_fingerprint(
+                    method="POST", path=request.path, body=inputs
+                ),
                 perform=lambda: (
                     201,
                     {
@@ -314,3 +321,77 @@ def history_export(request: HttpRequest) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="floodsite-predictions-{stamp}.csv"'
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def batch_upload(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV to score every row; lists the user's jobs."""
+    form = BatchUploadForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                job = batch_create(
+                    owner=request.user, source=Source.WEB, upload=form.cleaned_data["file"]
+                )
+            except ApplicationError as exc:
+                form.add_error("file", exc.message)
+                status = exc.status_code
+            else:
+                return redirect("batch_detail", job_id=job.pk)
+        else:
+            status = 400
+    try:
+        features = _active(request).manifest.feature_names
+    except ApplicationError:
+        features = []
+    context = {"form": form, "jobs": batch_list(user=request.user)[:50], "features": features}
+    return render(request, "predictions/batches.html", context, status=status)
+
+
+def _batch_context(job: BatchJob) -> dict[str, Any]:
+    return {"job": job, "progress": batch_progress(job=job)}
+
+
+@login_required
+def batch_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    job = batch_get(user=request.user, job_id=job_id)
+    if job.finished and job.owner_id == request.user.pk and not job.notified:
+        batch_mark_notified(job=job)
+    return render(request, "predictions/batch_detail.html", _batch_context(job))
+
+
+@login_required
+def batch_progress_fragment(request: HttpRequest, job_id: str) -> HttpResponse:
+    """htmx polls this while the job runs; a finished job's fragment stops the polling."""
+    job = batch_get(user=request.user, job_id=job_id)
+    return render(request, "predictions/_batch_progress.html", _batch_context(job))
+
+
+@login_required
+@require_POST
+def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
+    job = batch_get(user=request.user, job_id=job_id)
+    try:
+        batch_cancel(job=job)
+    except ApplicationError as exc:
+        return render(request, "400.html", {"message": exc.message}, status=exc.status_code)
+    return redirect("batch_detail", job_id=job.pk)
+
+
+@login_required
+def batch_download(request: HttpRequest, job_id: str, kind: str) -> HttpResponse:
+    if kind not in ("results", "errors"):
+        raise ApplicationError("No such file.", code="not_found", status_code=404)
+    job = batch_get(user=request.user, job_id=job_id)
+    stored = job.result_file if kind == "results" else job.error_file
+    if not job.finished or not stored:
+        return render(request, "400.html", {"message": "The job has not finished yet."}, 409)
+    stem = job.original_name.rsplit(".", 1)[0][:100] or "batch"
+    return FileResponse(
+        stored.open("rb"),
+        as_attachment=True,
+        filename=f"{stem}-{kind}.csv",
+        content_type="text/csv",
+    )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from axes.helpers import get_cool_off
+from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
+from knox.settings import CONSTANTS
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -15,7 +19,7 @@ from rest_framework.views import APIView
 from accounts.models import ApiToken
 from accounts.selectors import api_token_list
 from accounts.services import api_token_create, api_token_revoke
-from floodsite.exceptions import ApplicationError
+from floodsite.exceptions import ApplicationError, error_body
 from floodsite.rest import StrictSerializer
 
 
@@ -41,6 +45,27 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
     }
 
 
+def locked_out(request: Request) -> Response:
+    """django-axes' lockout in the one error body: its middleware would answer with an HTML page
+    for any request it finds flagged, so the flag is taken over here."""
+    request._request.axes_locked_out = False
+    cool_off = get_cool_off(request._request)
+    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    wait = f"try again in {max(seconds // 60, 1)} minutes" if seconds else "ask an administrator"
+    response = Response(
+        error_body(
+            request,
+            code="locked_out",
+            message=f"Too many wrong passwords for this account from your address; {wait}.",
+            fields={"password": "too many wrong passwords"},
+        ),
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+    )
+    if seconds:
+        response["Retry-After"] = str(seconds)
+    return response
+
+
 class TokenCollectionApi(APIView):
     """POST username + password for a new token (no session or token needed); GET your tokens."""
 
@@ -48,7 +73,9 @@ class TokenCollectionApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, style={"input_type": "password"})
         name = serializers.CharField(max_length=100)
-        expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
+        expires_in_days = serializers.IntegerField(
+            required=False, min_value=1, max_value=settings.API_TOKEN_MAX_TTL_DAYS
+        )
 
     @property
     def throttle_scope(self) -> str:
@@ -73,6 +100,8 @@ class TokenCollectionApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         user = authenticate(request._request, username=data["username"], password=data["password"])
+        if getattr(request._request, "axes_locked_out", False):
+            return locked_out(request)
         if user is None or not user.is_active:
             raise ApplicationError(
                 "Username or password is wrong.",
@@ -90,10 +119,17 @@ class TokenCollectionApi(APIView):
         return Response([token_to_dict(t) for t in api_token_list(user=request.user)])
 
 
+# A key is the first characters of a token (visible ASCII); anything else names no token and
+# must not reach the database (PostgreSQL refuses NUL bytes in text).
+_TOKEN_KEY = re.compile(rf"[\x21-\x7e]{{1,{CONSTANTS.TOKEN_KEY_LENGTH}}}")
+
+
 class TokenDetailApi(APIView):
     throttle_scope = "auth"
 
     @extend_schema(operation_id="tokens_revoke", responses={204: None})
     def delete(self, request: Request, token_key: str) -> Response:
+        if not _TOKEN_KEY.fullmatch(token_key):
+            raise ApplicationError("No such token.", code="not_found", status_code=404)
         api_token_revoke(user=request.user, token_key=token_key)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -61,7 +61,9 @@ def test_every_service_command_names_something_in_the_project(compose):
             continue
         program = command[0]
         if program == "gunicorn":
-            module = command[1]
+            config = command[command.index("--config") + 1]
+            assert (ROOT / config).is_file(), (name, config)
+            module = command[-1]
             assert importlib.util.find_spec(module) is not None, (name, module)
             assert hasattr(importlib.import_module(module), "application")
         elif program == "celery":

@@ -62,4 +62,9 @@ def add_feature_schema(result: dict[str, Any], generator, request, public) -> di
         create["properties"]["instances"]["minItems"] = 1
         create["description"] = "Send exactly one of `inputs` or `instances`."
         create["oneOf"] = [{"required": ["inputs"]}, {"required": ["instances"]}]
+    for item in result.get("paths", {}).values():
+        operation = item.get("post", {})
+        if operation.get("operationId") == "predictions_create" and "requestBody" in operation:
+            # Neither field is required on its own, but a body with one of them is.
+            operation["requestBody"]["required"] = True
     return result

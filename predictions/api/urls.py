@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from predictions.api import views
+from predictions.api import batches, views
 
 urlpatterns = [
     path("predictions/", views.PredictionCollectionApi.as_view(), name="api-predictions"),
@@ -15,5 +15,21 @@ urlpatterns = [
         "predictions/<str:prediction_id>/outcome/",
         views.OutcomeCreateApi.as_view(),
         name="api-prediction-outcome",
+    ),
+]
+
+urlpatterns += [
+    path("batches/", batches.BatchCollectionApi.as_view(), name="api-batches"),
+    path("batches/<str:job_id>/", batches.BatchDetailApi.as_view(), name="api-batch-detail"),
+    path("batches/<str:job_id>/cancel/", batches.BatchCancelApi.as_view(), name="api-batch-cancel"),
+    path(
+        "batches/<str:job_id>/results.csv",
+        batches.BatchResultsApi.as_view(),
+        name="api-batch-results",
+    ),
+    path(
+        "batches/<str:job_id>/errors.csv",
+        batches.BatchErrorsApi.as_view(),
+        name="api-batch-errors",
     ),
 ]

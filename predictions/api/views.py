@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -31,6 +32,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     required=False,
+    pattern=r"^[\x21-\x7e]{1,255}$",  # as predictions.services.idempotent_call checks it
     description="Repeat a POST safely: the same key and body return the first response "
     "without a second audit row; the same key with another body is a 422.",
 )
@@ -133,6 +135,10 @@ class PredictionCollectionApi(APIView):
                 )
             return attrs
 
+    # drf-spectacular documents the page envelope and the filters of the list from here.
+    pagination_class = Pagination
+    filter_backends = [DjangoFilterBackend]
+
     @property
     def throttle_scope(self) -> str:
         return "predict" if self.request.method == "POST" else "read"
@@ -173,7 +179,9 @@ class PredictionCollectionApi(APIView):
         code, body, replayed = idempotent_call(
             user=request.user,
             key=idempotency_key(request),
-            fingerprint=request_fingerprint(method="POST", path=request.path, body=request.data),
+            fingerprint=lambda: request_fingerprint(
+                method="POST", path=request.path, body=request.data
+            ),
             perform=perform,
         )
         response = Response(body, status=code)
@@ -186,6 +194,12 @@ class PredictionCollectionApi(APIView):
         parameters=[
             OpenApiParameter("page", int, description="Page number."),
             OpenApiParameter("page_size", int, description="Rows per page (at most 500)."),
+            # django-filter's schema leaves out the filter's bounds.
+            OpenApiParameter(
+                "model_version",
+                {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                description="Version number of the model.",
+            ),
         ],
         responses={200: PredictionOut(many=True)},
         filters=True,
@@ -194,7 +208,7 @@ class PredictionCollectionApi(APIView):
         filters = {key: request.query_params.get(key) for key in PredictionFilter.base_filters}
         filters = {key: value for key, value in filters.items() if value is not None}
         queryset = prediction_list(user=request.user, filters=filters)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response([prediction_to_dict(p) for p in page])
 
@@ -247,7 +261,9 @@ class OutcomeCreateApi(APIView):
         code, body, _ = idempotent_call(
             user=request.user,
             key=idempotency_key(request),
-            fingerprint=request_fingerprint(method="POST", path=request.path, body=request.data),
+            fingerprint=lambda: request_fingerprint(
+                method="POST", path=request.path, body=request.data
+            ),
             perform=perform,
         )
         return Response(body, status=code)

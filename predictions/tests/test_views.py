@@ -158,7 +158,7 @@ def test_history_filters_sorts_and_pages(analyst_client, production_model):
     band_page = analyst_client.get("/predictions/", {"risk_band": highest.risk_band})
     assert str(highest.pk) in band_page.content.decode()
     sorted_page = analyst_client.get("/predictions/", {"sort": "-probability"}).content.decode()
-    links = [str(p.pk) for p in Prediction.objects.order_by("-probability")]
+    links = [str(p.pk) for p in Prediction.objects.order_by("-probability", "-id")]
     positions = [sorted_page.index(pk) for pk in links]
     assert positions == sorted(positions)
     bad = analyst_client.get("/predictions/", {"created_after": "31/31/2020"})

@@ -31,15 +31,13 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(python)
         web = [
             os.path.join(bin_dir, "gunicorn"),
+            "--config",
+            str(settings.BASE_DIR / "gunicorn.conf.py"),
             "floodsite.wsgi",
             "--bind",
             f"{opts['host']}:{opts['port']}",
             "--workers",
             str(opts["web_workers"]),
-            "--access-logfile",
-            "-",
-            "--graceful-timeout",
-            "10",
         ]
         worker = [
             os.path.join(bin_dir, "celery"),

@@ -1,0 +1,48 @@
+"""Celery tasks of the predictions app: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from predictions import batches
+
+# Transient trouble (database restarting, connection dropped) is retried with backoff;
+# bad data never raises here, it becomes row errors.
+TRANSIENT = (OperationalError, InterfaceError, DatabaseError, OSError)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(acks_late=True, **RETRY)
+def batch_split_task(job_id: str) -> None:
+    indexes = batches.batch_split(job_id=job_id)
+    for index in indexes:
+        batch_chunk_task.apply_async(args=[job_id, index])
+
+
+@shared_task(acks_late=True, **RETRY)
+def batch_chunk_task(job_id: str, index: int) -> None:
+    if batches.batch_chunk_process(job_id=job_id, index=index):
+        batch_finalize_task.apply_async(args=[job_id])
+
+
+@shared_task(acks_late=True, **RETRY)
+def batch_finalize_task(job_id: str) -> None:
+    batches.batch_finalize(job_id=job_id)
+
+
+@shared_task
+def batch_resume_stalled_task() -> None:
+    """Beat: re-queue what a lost worker or message left undone (every chunk is idempotent)."""
+    for job_id, pending in batches.batch_resume_stalled():
+        if pending:
+            for index in pending:
+                batch_chunk_task.apply_async(args=[job_id, index])
+        else:
+            batch_split_task.apply_async(args=[job_id])
