@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from bench.api import bench_api  # noqa: E402
+from bench.batch import bench_batch  # noqa: E402
 from mlcore.engine import onnx_export, synthetic, training  # noqa: E402
 from mlcore.engine.inference import Predictor  # noqa: E402
 
@@ -114,7 +115,11 @@ def bench_inference() -> str:
     )
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"inference": bench_inference, "api": bench_api}
+SECTIONS: dict[str, Callable[[], str]] = {
+    "inference": bench_inference,
+    "api": bench_api,
+    "batch": bench_batch,
+}
 
 # Each block is stored after a marker, so `--only NAME` refreshes one section and keeps the
 # others' last numbers instead of wiping them.

@@ -81,13 +81,18 @@ def prediction_list(
     return filterset.qs.order_by(order, "-id")
 
 
+def _visible_one(queryset: QuerySet, object_id: Any) -> Any:
+    """The object with this UUID in ``queryset``, or None (also for a malformed id)."""
+    try:
+        key = uuid.UUID(str(object_id))
+    except ValueError:
+        return None
+    return queryset.filter(pk=key).first()
+
+
 def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
     """One prediction, or a 404 when it does not exist or belongs to someone else."""
-    try:
-        key = uuid.UUID(str(prediction_id))
-    except ValueError:
-        key = None
-    prediction = prediction_visible(user=user).filter(pk=key).first() if key else None
+    prediction = _visible_one(prediction_visible(user=user), prediction_id)
     if prediction is None:
         raise ApplicationError("No such prediction.", code="not_found", status_code=404)
     return prediction
@@ -112,14 +117,25 @@ def batch_list(*, user: Any) -> QuerySet[BatchJob]:
 
 def batch_get(*, user: Any, job_id: Any) -> BatchJob:
     """One job, or a 404 when it does not exist or belongs to someone else."""
-    try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        key = None
-    job = batch_list(user=user).filter(pk=key).first() if key else None
+    job = _visible_one(batch_list(user=user), job_id)
     if job is None:
         raise ApplicationError("No such batch job.", code="not_found", status_code=404)
     return job
+
+
+def batch_file_get(*, job: BatchJob, kind: str) -> Any:
+    """The finished job's results or errors file; 404 for another kind, 409 while running."""
+    if kind not in ("results", "errors"):
+        raise ApplicationError("No such file.", code="not_found", status_code=404)
+    stored = job.result_file if kind == "results" else job.error_file
+    if not job.finished or not stored:
+        raise ApplicationError("The job has not finished yet.", code="not_ready", status_code=409)
+    return stored
+
+
+def batch_file_name(*, job: BatchJob, kind: str) -> str:
+    stem = job.original_name.rsplit(".", 1)[0][:100] or "batch"
+    return f"{stem}-{kind}.csv"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from predictions.forms import (
 )
 from predictions.models import BatchJob, Prediction, Source
 from predictions.selectors import (
+    batch_file_get,
+    batch_file_name,
     batch_get,
     batch_list,
     batch_progress,
@@ -382,16 +384,11 @@ def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
 
 @login_required
 def batch_download(request: HttpRequest, job_id: str, kind: str) -> HttpResponse:
-    if kind not in ("results", "errors"):
-        raise ApplicationError("No such file.", code="not_found", status_code=404)
     job = batch_get(user=request.user, job_id=job_id)
-    stored = job.result_file if kind == "results" else job.error_file
-    if not job.finished or not stored:
-        return render(request, "400.html", {"message": "The job has not finished yet."}, 409)
-    stem = job.original_name.rsplit(".", 1)[0][:100] or "batch"
+    stored = batch_file_get(job=job, kind=kind)
     return FileResponse(
         stored.open("rb"),
         as_attachment=True,
-        filename=f"{stem}-{kind}.csv",
+        filename=batch_file_name(job=job, kind=kind),
         content_type="text/csv",
     )

@@ -13,11 +13,16 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from floodsite.exceptions import ApplicationError
 from floodsite.rest import StrictSerializer
 from predictions.batches import batch_cancel, batch_create
 from predictions.models import BatchJob, BatchStatus, Source
-from predictions.selectors import batch_get, batch_list, batch_progress
+from predictions.selectors import (
+    batch_file_get,
+    batch_file_name,
+    batch_get,
+    batch_list,
+    batch_progress,
+)
 
 
 class BatchOut(serializers.Serializer):
@@ -129,15 +134,11 @@ class BatchCancelApi(APIView):
         return Response(batch_to_dict(job, request))
 
 
-def _download(job: BatchJob, field: str, suffix: str) -> HttpResponse:
-    stored = getattr(job, field)
-    if not job.finished or not stored:
-        raise ApplicationError("The job has not finished yet.", code="not_ready", status_code=409)
-    stem = job.original_name.rsplit(".", 1)[0][:100] or "batch"
+def _download(job: BatchJob, kind: str) -> HttpResponse:
     return FileResponse(
-        stored.open("rb"),
+        batch_file_get(job=job, kind=kind).open("rb"),
         as_attachment=True,
-        filename=f"{stem}-{suffix}.csv",
+        filename=batch_file_name(job=job, kind=kind),
         content_type="text/csv",
     )
 
@@ -151,7 +152,7 @@ class BatchResultsApi(APIView):
         description="Input columns plus probability, label and risk band, one line per row.",
     )
     def get(self, request: Request, job_id: str) -> HttpResponse:
-        return _download(batch_get(user=request.user, job_id=job_id), "result_file", "results")
+        return _download(batch_get(user=request.user, job_id=job_id), "results")
 
 
 class BatchErrorsApi(APIView):
@@ -163,4 +164,4 @@ class BatchErrorsApi(APIView):
         description="One line per refused cell: row number, column and reason.",
     )
     def get(self, request: Request, job_id: str) -> HttpResponse:
-        return _download(batch_get(user=request.user, job_id=job_id), "error_file", "errors")
+        return _download(batch_get(user=request.user, job_id=job_id), "errors")

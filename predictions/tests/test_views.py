@@ -199,3 +199,52 @@ def test_home_dashboard_counts_this_weeks_bands(analyst_client, production_model
     assert "This week: 1 prediction" in page
     assert str(production_model) in page
     assert "Latest predictions" in page
+
+
+def test_batch_upload_page_refuses_a_bad_header_next_to_the_field(analyst_client, production_model):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    bad = SimpleUploadedFile("sites.csv", b"station,rain\nA,3\n", content_type="text/csv")
+    response = analyst_client.post("/batches/", {"file": bad})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "missing columns" in page and "rainfall_24h_mm" in page
+    assert "&#x27;station&#x27;" in page
+
+
+def test_batch_pages_show_progress_downloads_and_notices(
+    analyst_client, production_model, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from mlcore.engine import synthetic
+    from predictions import batches
+    from predictions.models import BatchJob
+
+    text = synthetic.generate(30, seed=5).drop(columns="flooded").to_csv(index=False)
+    upload = SimpleUploadedFile("north.csv", text.encode(), content_type="text/csv")
+    response = analyst_client.post("/batches/", {"file": upload})
+    job = BatchJob.objects.get()
+    assert response["Location"] == f"/batches/{job.pk}/"
+    running = analyst_client.get(f"/batches/{job.pk}/").content.decode()
+    assert "Queued" in running and 'hx-trigger="every 1s"' in running
+    assert analyst_client.get(f"/batches/{job.pk}/results.csv").status_code == 409
+
+    for index in batches.batch_split(job_id=str(job.pk)):
+        batches.batch_chunk_process(job_id=str(job.pk), index=index)
+    batches.batch_finalize(job_id=str(job.pk))
+
+    home = analyst_client.get("/").content.decode()
+    assert "Batch" in home and "north.csv" in home and "finished: succeeded" in home
+    done = analyst_client.get(f"/batches/{job.pk}/progress/").content.decode()
+    assert "100.0%" in done and "hx-trigger" not in done
+    assert "Download results" in done
+    analyst_client.get(f"/batches/{job.pk}/")  # seen: the notice goes away
+    assert "finished: succeeded" not in analyst_client.get("/").content.decode()
+    download = analyst_client.get(f"/batches/{job.pk}/results.csv")
+    assert download["Content-Disposition"].startswith('attachment; filename="north-results.csv"')
+    assert len(b"".join(download.streaming_content).decode().splitlines()) == 31
+    assert analyst_client.get(f"/batches/{job.pk}/secrets.csv").status_code == 404
+
+    analyst_client.force_login(UserFactory(username="nosy"))
+    assert analyst_client.get(f"/batches/{job.pk}/").status_code == 404
