@@ -233,6 +233,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "predictions.tasks.batch_resume_stalled_task",
         "schedule": _read(env.float, "BATCH_RESUME_INTERVAL_SECONDS", default=60.0),
     },
+    "monitoring-check": {
+        "task": "predictions.tasks.monitoring_check_task",
+        "schedule": 60.0 * _read(env.int, "MONITOR_INTERVAL_MINUTES", default=5),
+    },
 }
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     # A task a killed worker never acknowledged is handed to another worker after this long;
@@ -270,6 +274,25 @@ FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
 # How stale a process's view of "which version is in production" may be, in seconds.
 FLOODSITE_MODEL_RECHECK_SECONDS = _read(env.float, "FLOODSITE_MODEL_RECHECK_SECONDS", default=2.0)
 FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000)
+
+# --- monitoring -----------------------------------------------------------------------------
+
+# Each scheduled check looks back MONITOR_WINDOW_MINUTES over the audit log.
+MONITOR_WINDOW_MINUTES = _read(env.int, "MONITOR_WINDOW_MINUTES", default=60)
+# Alert thresholds: PSI per feature, share of failed batch rows, p95 latency of web/API calls,
+# and how far ROC-AUC on outcomes may fall below the training ROC-AUC.
+MONITOR_PSI_THRESHOLD = _read(env.float, "MONITOR_PSI_THRESHOLD", default=0.2)
+MONITOR_ERROR_RATE = _read(env.float, "MONITOR_ERROR_RATE", default=0.05)
+MONITOR_P95_LATENCY_MS = _read(env.float, "MONITOR_P95_LATENCY_MS", default=500.0)
+MONITOR_ACCURACY_DROP = _read(env.float, "MONITOR_ACCURACY_DROP", default=0.05)
+# Ground truth lags predictions by days, so accuracy looks at a longer window than traffic.
+MONITOR_ACCURACY_WINDOW_DAYS = _read(env.int, "MONITOR_ACCURACY_WINDOW_DAYS", default=30)
+MONITOR_MIN_OUTCOMES = _read(env.int, "MONITOR_MIN_OUTCOMES", default=50)
+# PSI on a handful of rows is noise; below this many rows drift is reported but not alerted.
+MONITOR_DRIFT_MIN_ROWS = _read(env.int, "MONITOR_DRIFT_MIN_ROWS", default=100)
+# 0 turns the no-traffic alert off.
+MONITOR_NO_TRAFFIC_MINUTES = _read(env.int, "MONITOR_NO_TRAFFIC_MINUTES", default=60)
+MONITOR_ALERT_EMAILS = _read(env.list, "MONITOR_ALERT_EMAILS", default=[])
 
 # --- auth and security --------------------------------------------------------------------
 
@@ -345,7 +368,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "floodsite.rest.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["floodsite.rest.ScopedThrottle"],
     # Throttles are cost controls per user and scope, counted in the shared cache (Redis
     # when REDIS_URL is set, so every worker process sees the same counts).
     "DEFAULT_THROTTLE_RATES": {

@@ -189,3 +189,40 @@ def test_a_worker_killed_mid_job_leaves_exactly_one_audit_row_per_row(
     assert logged.count() == rows - 1
     assert logged.values("batch_row").distinct().count() == rows - 1
     assert job.processed_rows == rows
+
+
+@pytest.mark.slow
+def test_a_broker_that_is_down_at_submission_is_a_503_and_leaves_no_job(
+    batch_client, production_model, tmp_path, settings
+):
+    """The submitting process talks to a Redis that is not there (nothing listens on port 1)."""
+
+    path = tmp_path / "sites.csv"
+    synthetic.generate(50, seed=3).drop(columns="flooded").to_csv(path, index=False)
+    token = batch_client._credentials["HTTP_AUTHORIZATION"]
+    env = {
+        **worker_env(Path(settings.MEDIA_ROOT)),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+    }
+    script = (
+        "import django, json; django.setup();"
+        "from rest_framework.test import APIClient;"
+        "c = APIClient(); c.credentials(HTTP_AUTHORIZATION=%r);"
+        "r = c.post('/api/v1/batches/', {'file': open(%r, 'rb')}, format='multipart');"
+        "print(r.status_code); print(r.content.decode())"
+    ) % (token, str(path))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "floodsite.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.count("\n") >= 1, result.stdout + result.stderr[-3000:]
+    status, body = result.stdout.strip().split("\n", 1)
+    assert status == "503", result.stdout + result.stderr
+    assert '"code": "queue_unavailable"' in body.replace('":"', '": "')
+    assert not BatchJob.objects.exists()
+    assert not list((Path(settings.MEDIA_ROOT) / "batches").glob("*/input.csv"))
