@@ -208,10 +208,11 @@ def test_a_broker_that_is_down_at_submission_is_a_503_and_leaves_no_job(
     script = (
         "import django, json; django.setup();"
         "from rest_framework.test import APIClient;"
-        "c = APIClient(); c.credentials(HTTP_AUTHORIZATION=%r);"
-        "r = c.post('/api/v1/batches/', {'file': open(%r, 'rb')}, format='multipart');"
+        f"c = APIClient(); c.credentials(HTTP_AUTHORIZATION={token!r});"
+        f"r = c.post('/api/v1/batches/', {{'file': open({str(path)!r}, 'rb')}},"
+        " format='multipart');"
         "print(r.status_code); print(r.content.decode())"
-    ) % (token, str(path))
+    )
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
