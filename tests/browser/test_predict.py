@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from predictions.models import Outcome, Prediction
 
 
-def test_predict_read_what_if_history_export_and_outcome(signed_in, production_model, shot):
+def test_predict_read_what_if_history_export_and_outcome(production_model, signed_in, shot):
     page = signed_in
     shot("home")
     page.get_by_role("link", name="Make a prediction").click()
