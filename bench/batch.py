@@ -350,8 +350,8 @@ def _report(
         "",
         f"One {profile['chunk_rows']:,}-row chunk, step by step (`batch_chunk_process` called "
         f"in the bench process with a stopwatch around each step, median of {PROFILE_CHUNKS} "
-        "chunks, machine otherwise idle of this bench; in the run above two chunks share the "
-        "2 cores with PostgreSQL, so each took longer):",
+        "chunks, no other work of the bench running meanwhile; in the run above two chunks "
+        "shared the 2 cores with PostgreSQL, so each took longer):",
         "",
         "| step | ms | share |",
         "|---|---:|---:|",

@@ -233,10 +233,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "predictions.tasks.batch_resume_stalled_task",
         "schedule": _read(env.float, "BATCH_RESUME_INTERVAL_SECONDS", default=60.0),
     },
-    "monitoring-check": {
-        "task": "predictions.tasks.monitoring_check_task",
-        "schedule": 60.0 * _read(env.int, "MONITOR_INTERVAL_MINUTES", default=5),
-    },
 }
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     # A task a killed worker never acknowledged is handed to another worker after this long;
@@ -277,8 +273,13 @@ FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", de
 
 # --- monitoring -----------------------------------------------------------------------------
 
-# Each scheduled check looks back MONITOR_WINDOW_MINUTES over the audit log.
+# Every MONITOR_INTERVAL_MINUTES a check looks back MONITOR_WINDOW_MINUTES over the audit log.
+MONITOR_INTERVAL_MINUTES = _read(env.int, "MONITOR_INTERVAL_MINUTES", default=5)
 MONITOR_WINDOW_MINUTES = _read(env.int, "MONITOR_WINDOW_MINUTES", default=60)
+CELERY_BEAT_SCHEDULE["monitoring-check"] = {
+    "task": "predictions.tasks.monitoring_check_task",
+    "schedule": 60.0 * MONITOR_INTERVAL_MINUTES,
+}
 # Alert thresholds: PSI per feature, share of failed batch rows, p95 latency of web/API calls,
 # and how far ROC-AUC on outcomes may fall below the training ROC-AUC.
 MONITOR_PSI_THRESHOLD = _read(env.float, "MONITOR_PSI_THRESHOLD", default=0.2)

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -331,8 +332,44 @@ def _read_chunk(path: Path, columns: list[str]) -> tuple[pd.DataFrame, list[tupl
     return frame, errors
 
 
-def _input_json_template(names: list[str]) -> str:
-    return "{" + ", ".join(f'"{name}": %r' for name in names) + "}"
+@dataclass
+class _FormattedRows:
+    """Each scored row's numbers as text, formatted once for the audit rows and the results."""
+
+    cells: list[list[str]]
+    probability: list[str]
+
+
+def _format_rows(matrix: np.ndarray, probability: np.ndarray) -> _FormattedRows:
+    # repr is the shortest text that reads back as the same float: exact and compact.
+    return _FormattedRows(
+        cells=[[repr(value) for value in row] for row in matrix.tolist()],
+        probability=[repr(value) for value in probability.tolist()],
+    )
+
+
+def _uuid4_hex(count: int) -> list[str]:
+    """``count`` random version-4 UUIDs as hex, from one call to the OS random source."""
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    text = raw.tobytes().hex()
+    return [text[32 * i : 32 * (i + 1)] for i in range(count)]
+
+
+def _write_result_part(path: Path, *, rows: np.ndarray, text: _FormattedRows, scores: Any) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(
+            f"{row},{','.join(cells)},{probability},{label},{band}\n"
+            for row, cells, probability, label, band in zip(
+                rows.tolist(),
+                text.cells,
+                text.probability,
+                scores.label,
+                scores.risk_band,
+                strict=True,
+            )
+        )
 
 
 def _write_audit_rows(
@@ -340,13 +377,13 @@ def _write_audit_rows(
     job: BatchJob,
     rows: np.ndarray,
     matrix: np.ndarray,
+    text: _FormattedRows,
     scores: Any,
     names: list[str],
     latency_ms: float,
 ) -> None:
     """Insert one audit row per scored row: COPY on PostgreSQL, bulk_create elsewhere."""
     now = timezone.now()
-    template = _input_json_template(names)
     outside_names = np.array(names, dtype=object)
     out_of_range = [
         json.dumps(list(outside_names[mask])) if mask.any() else "[]"
@@ -358,34 +395,39 @@ def _write_audit_rows(
             "id, created_at, user_id, source, model_version_id, inputs, probability, label, "
             "risk_band, explanation, out_of_range, latency_ms, request_id, batch_id, batch_row"
         )
-        stamp = now.isoformat()
-        prefix_fields = (job.owner_id, Source.BATCH, job.model_version_id)
+        keys = [f'"{name}": ' for name in names]
+        # Everything but the id, inputs, outputs and row number is the same on every line.
+        head = f"\t{now.isoformat()}\t{job.owner_id}\t{Source.BATCH}\t{job.model_version_id}\t"
+        tail = f"\t[]\t%s\t{latency_ms:.4f}\tbatch-{job.pk}\t{job.pk}\t"
         lines = [
-            "\t".join(
-                (
-                    uuid.uuid4().hex,
-                    stamp,
-                    str(prefix_fields[0]),
-                    prefix_fields[1],
-                    str(prefix_fields[2]),
-                    template % tuple(values[i]),
-                    repr(float(scores.probability[i])),
-                    scores.label[i],
-                    scores.risk_band[i],
-                    "[]",
-                    out_of_range[i],
-                    f"{latency_ms:.4f}",
-                    f"batch-{job.pk}",
-                    str(job.pk),
-                    str(int(rows[i])),
-                )
+            uid
+            + head
+            + "{"
+            + ", ".join([key + cell for key, cell in zip(keys, cells, strict=True)])
+            + "}\t"
+            + f"{probability}\t{label}\t{band}"
+            + (tail % outside)
+            + str(row)
+            for uid, cells, probability, label, band, outside, row in zip(
+                _uuid4_hex(len(values)),
+                text.cells,
+                text.probability,
+                scores.label,
+                scores.risk_band,
+                out_of_range,
+                rows.tolist(),
+                strict=True,
             )
-            for i in range(len(values))
         ]
         payload = ("\n".join(lines) + "\n").replace("\\", "\\\\")
         sql = f"COPY predictions_prediction ({columns}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.copy(sql) as copy:
-            copy.write(payload)
+        with connection.cursor() as cursor:
+            # A crash can only lose a chunk whose done flag is lost with it (the chunk runs
+            # again); batch_finalize commits synchronously, which flushes every chunk before
+            # the results can be downloaded.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            with cursor.copy(sql) as copy:
+                copy.write(payload)
         return
     Prediction.objects.bulk_create(
         [
@@ -435,13 +477,8 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
     latency_ms = (time.perf_counter() - started) * 1000 / max(len(frame), 1)
 
     # The parsed numbers, not the raw cells: nothing a spreadsheet could run reaches the file.
-    results = pd.DataFrame(checked.matrix, columns=names)
-    results.insert(0, "row", rows)
-    results["probability"] = np.round(scores.probability, 6)
-    results["label"] = scores.label
-    results["risk_band"] = scores.risk_band
-    part = _chunk_path(job, index, "result")
-    results.to_csv(part, index=False, header=False, float_format="%.10g")
+    text = _format_rows(checked.matrix, scores.probability)
+    _write_result_part(_chunk_path(job, index, "result"), rows=rows, text=text, scores=scores)
 
     failed_rows = len(frame) - len(checked.valid_index)
     with transaction.atomic():
@@ -449,6 +486,7 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
         if locked.done:  # a duplicate delivery finished it while this one was scoring
             return False
         _write_audit_rows(
+            text=text,
             job=job,
             rows=rows,
             matrix=checked.matrix,

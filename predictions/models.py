@@ -38,12 +38,17 @@ class Prediction(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The composite indexes in Meta lead with these columns; single-column indexes on the
+    # foreign keys would only slow down every insert (batches write millions of rows).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="predictions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="predictions",
+        db_index=False,
     )
     source = models.CharField(max_length=8, choices=Source.choices)
     model_version = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, related_name="predictions"
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions", db_index=False
     )
     inputs = models.JSONField()
     probability = models.FloatField()
@@ -55,7 +60,12 @@ class Prediction(models.Model):
     request_id = models.CharField(max_length=128, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     batch = models.ForeignKey(
-        "BatchJob", on_delete=models.PROTECT, null=True, blank=True, related_name="predictions"
+        "BatchJob",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="predictions",
+        db_index=False,  # covered by the (batch, batch_row) unique index
     )
     batch_row = models.PositiveIntegerField(
         null=True, blank=True, help_text="Row number in the uploaded file (1 = first data row)."
@@ -253,3 +263,124 @@ class BatchRowError(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row_number} {self.column}: {self.reason}"
+
+
+class MonitoringReport(models.Model):
+    """One monitoring check: traffic, errors, latency, accuracy and drift over a time window.
+
+    ``metrics`` holds the whole computed result (see predictions.monitoring), so a report can
+    be read back exactly as the check saw it, whatever happens to the data later.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    model_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="monitoring_reports",
+        help_text="The production version at the time of the check (empty if none).",
+    )
+    metrics = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["-created_at"], name="monitoring_report_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(window_start__lte=models.F("window_end")),
+                name="monitoring_report_window_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Monitoring {self.window_start:%Y-%m-%d %H:%M} to {self.window_end:%H:%M}"
+
+
+class AlertKind(models.TextChoices):
+    DRIFT = "drift", "Input or output drift"
+    ERROR_RATE = "error_rate", "Batch row error rate"
+    LATENCY = "latency", "Slow predictions"
+    ACCURACY_DROP = "accuracy_drop", "Accuracy drop"
+    NO_TRAFFIC = "no_traffic", "No traffic"
+
+
+class AlertSeverity(models.TextChoices):
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+ACTIVE_ALERT_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+
+
+class Alert(models.Model):
+    """Something a monitoring check found out of bounds, kept once while it is unresolved.
+
+    At most one open or acknowledged alert exists per (kind, subject); a check that finds the
+    same condition again bumps ``last_seen`` and ``occurrences`` instead of adding a row.
+    """
+
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    severity = models.CharField(
+        max_length=10, choices=AlertSeverity.choices, default=AlertSeverity.WARNING
+    )
+    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    subject = models.CharField(
+        max_length=200, blank=True, help_text="What the alert is about, e.g. a feature name."
+    )
+    message = models.TextField()
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    occurrences = models.PositiveIntegerField(default=1)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty when a later check found the condition gone and resolved it.",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    report = models.ForeignKey(
+        MonitoringReport,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="alerts",
+        help_text="The latest check that saw the condition.",
+    )
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-last_seen"], name="alert_status_last_seen"),
+            models.Index(fields=["kind", "status"], name="alert_kind_status"),
+        ]
+        constraints = [
+            # De-duplication: one unresolved alert per condition, however many checks see it.
+            models.UniqueConstraint(
+                fields=["kind", "subject"],
+                condition=models.Q(status__in=["open", "acknowledged"]),
+                name="alert_one_active_per_kind_subject",
+            )
+        ]
+
+    def __str__(self) -> str:
+        subject = f" {self.subject}" if self.subject else ""
+        return f"{self.get_kind_display()}{subject} ({self.get_status_display()})"
