@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
 from floodsite.exceptions import ApplicationError
 from predictions.models import BatchJob, Prediction, Source
@@ -27,11 +30,28 @@ def prediction_visible(*, user: Any) -> QuerySet[Prediction]:
     return qs if user_sees_everything(user) else qs.filter(user=user)
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601 date-time, turned into UTC; one the database cannot hold is a form error."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is None:
+            return None
+        try:
+            return result.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError("Enter a date-time between years 1 and 9999.") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class PredictionFilter(django_filters.FilterSet):
     """Filters shared by the history page, its CSV export and GET /api/v1/predictions/."""
 
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     risk_band = django_filters.CharFilter(field_name="risk_band")
     source = django_filters.ChoiceFilter(choices=Source.choices)
     model_version = django_filters.NumberFilter(
@@ -44,8 +64,12 @@ class PredictionFilter(django_filters.FilterSet):
     user = django_filters.CharFilter(
         field_name="user__username", help_text="Username (auditors only)."
     )
-    outcome_known = django_filters.BooleanFilter(
-        field_name="outcome", lookup_expr="isnull", exclude=True
+    outcome_known = django_filters.TypedChoiceFilter(
+        field_name="outcome",
+        lookup_expr="isnull",
+        exclude=True,
+        choices=[("true", "true"), ("false", "false")],
+        coerce=lambda value: value == "true",
     )
 
     class Meta:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from axes.helpers import get_cool_off
 from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 from accounts.models import ApiToken
 from accounts.selectors import api_token_list
 from accounts.services import api_token_create, api_token_revoke
-from floodsite.exceptions import ApplicationError, error_body
+from floodsite.exceptions import ApplicationError
 from floodsite.rest import StrictSerializer
 
 
@@ -43,27 +42,6 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
         "expiry": token.expiry.isoformat() if token.expiry else None,
         "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
     }
-
-
-def locked_out(request: Request) -> Response:
-    """django-axes' lockout in the one error body: its middleware would answer with an HTML page
-    for any request it finds flagged, so the flag is taken over here."""
-    request._request.axes_locked_out = False
-    cool_off = get_cool_off(request._request)
-    seconds = int(cool_off.total_seconds()) if cool_off else 0
-    wait = f"try again in {max(seconds // 60, 1)} minutes" if seconds else "ask an administrator"
-    response = Response(
-        error_body(
-            request,
-            code="locked_out",
-            message=f"Too many wrong passwords for this account from your address; {wait}.",
-            fields={"password": "too many wrong passwords"},
-        ),
-        status=status.HTTP_429_TOO_MANY_REQUESTS,
-    )
-    if seconds:
-        response["Retry-After"] = str(seconds)
-    return response
 
 
 class TokenCollectionApi(APIView):
@@ -100,8 +78,6 @@ class TokenCollectionApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         user = authenticate(request._request, username=data["username"], password=data["password"])
-        if getattr(request._request, "axes_locked_out", False):
-            return locked_out(request)
         if user is None or not user.is_active:
             raise ApplicationError(
                 "Username or password is wrong.",

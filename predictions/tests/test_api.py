@@ -152,3 +152,24 @@ def test_anonymous_callers_are_refused_in_the_error_format(client, db, path):
     body = response.json()
     assert body["error"]["code"] == "not_authenticated"
     assert body["request_id"] == response["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"created_before": "0001-01-01T00:00:00+01:00"},
+        {"outcome_known": "perhaps"},
+    ],
+)
+def test_filters_a_database_cannot_use_are_a_400_naming_them(api, typical_inputs, query):
+    api.post(URL, {"inputs": typical_inputs}, format="json")
+    response = api.get(URL, query)
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == set(query)
+
+
+def test_a_far_time_zone_offset_is_read_as_utc(api, typical_inputs):
+    api.post(URL, {"inputs": typical_inputs}, format="json")
+    response = api.get(URL, {"created_after": "0664-04-08T20:41:44-22:30"})
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
