@@ -348,11 +348,21 @@ def _format_rows(matrix: np.ndarray, probability: np.ndarray) -> _FormattedRows:
     )
 
 
-def _uuid4_hex(count: int) -> list[str]:
-    """``count`` random version-4 UUIDs as hex, from one call to the OS random source."""
+def _uuid7_hex(count: int) -> list[str]:
+    """``count`` time-ordered UUIDs (version 7 layout) as hex, increasing within the call.
+
+    Random version-4 ids land all over the primary-key index; ids that grow with time are
+    appended at its right edge, which keeps a million-row COPY from touching the whole index.
+    Layout: 48-bit Unix milliseconds, version 7, a 26-bit row counter, variant, 48 random bits.
+    """
+    millis = time.time_ns() // 1_000_000
     raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    raw[:, :6] = np.frombuffer(millis.to_bytes(6, "big"), dtype=np.uint8)
+    counter = np.arange(count, dtype=np.uint32)
+    raw[:, 6] = 0x70 | ((counter >> 22) & 0x0F).astype(np.uint8)
+    raw[:, 7] = ((counter >> 14) & 0xFF).astype(np.uint8)
+    raw[:, 8] = 0x80 | ((counter >> 8) & 0x3F).astype(np.uint8)
+    raw[:, 9] = (counter & 0xFF).astype(np.uint8)
     text = raw.tobytes().hex()
     return [text[32 * i : 32 * (i + 1)] for i in range(count)]
 
@@ -409,7 +419,7 @@ def _write_audit_rows(
             + (tail % outside)
             + str(row)
             for uid, cells, probability, label, band, outside, row in zip(
-                _uuid4_hex(len(values)),
+                _uuid7_hex(len(values)),
                 text.cells,
                 text.probability,
                 scores.label,

@@ -186,3 +186,13 @@ def test_results_contain_numbers_only(submit):
     results = Path(job.result_file.path).read_text()
     assert "+4" not in results
     assert np.isclose(float(next(csv.DictReader(io.StringIO(results)))["slope_deg"]), 4)
+
+
+def test_batch_row_ids_are_valid_time_ordered_uuids():
+    import uuid
+
+    ids = batches._uuid7_hex(5_000)
+    parsed = [uuid.UUID(value) for value in ids]
+    assert {u.version for u in parsed} == {7}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert ids == sorted(ids) and len(set(ids)) == 5_000
