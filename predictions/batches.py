@@ -246,8 +246,13 @@ def batch_split(*, job_id: str) -> list[int]:
     if job is None or job.finished:  # removed, or a late duplicate delivery
         return []
     existing = list(job.chunks.values_list("index", "done"))
-    if existing:  # split already done by an earlier delivery of this task
-        return [index for index, done in existing if not done]
+    if existing:  # split already done by an earlier delivery, or a resume of a stalled job
+        pending = [index for index, done in existing if not done]
+        if not pending:
+            # Every chunk is scored but the final step was lost (a worker died after the
+            # last chunk committed): finish the job here rather than leave it running.
+            batch_finalize(job_id=str(job.pk))
+        return pending
     (_job_dir(job) / "chunks").mkdir(parents=True, exist_ok=True)
     size = settings.BATCH_CHUNK_ROWS
     chunks: list[BatchChunk] = []
@@ -299,7 +304,7 @@ def batch_split(*, job_id: str) -> list[int]:
 # --- scoring ------------------------------------------------------------------------------
 
 
-def _read_chunk(path: Path, columns: list[str]) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
+def _read_chunk(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     """The chunk as a frame (one row per record) plus errors for records of the wrong width."""
     try:
         frame = pd.read_csv(
@@ -472,7 +477,7 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
     started = time.perf_counter()
     loaded = loaded_model_get(model_version=job.model_version)
     names = loaded.manifest.feature_names
-    frame, width_errors = _read_chunk(_chunk_path(job, index, "input"), names)
+    frame, width_errors = _read_chunk(_chunk_path(job, index, "input"))
     checked = schema.validate_frame(loaded.manifest, frame)
     bad_width = {position for position, _, _ in width_errors}
     if bad_width:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
 from predictions import batches
 
 # Transient trouble (database restarting, connection dropped) is retried with backoff;
 # bad data never raises here, it becomes row errors.
-TRANSIENT = (OperationalError, InterfaceError, DatabaseError, OSError)
+# (Not DatabaseError as a whole: a DataError or IntegrityError fails the same way every time.)
+TRANSIENT = (OperationalError, InterfaceError, OSError)
 RETRY = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,

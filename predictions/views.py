@@ -90,7 +90,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "predictions/home.html", context)
 
 
-def _active(request: HttpRequest) -> LoadedModel:
+def _active() -> LoadedModel:
     return predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
 
 
@@ -99,7 +99,7 @@ def _active(request: HttpRequest) -> LoadedModel:
 def predict(request: HttpRequest) -> HttpResponse:
     """The form generated from the production model; a valid submit shows the result page."""
     try:
-        loaded = _active(request)
+        loaded = _active()
     except ApplicationError as exc:
         return _no_model_page(request, exc)
     form = PredictionForm(request.POST or None, manifest=loaded.manifest)
@@ -345,7 +345,7 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
         else:
             status = 400
     try:
-        features = _active(request).manifest.feature_names
+        features = _active().manifest.feature_names
     except ApplicationError:
         features = []
     context = {"form": form, "jobs": batch_list(user=request.user)[:50], "features": features}

@@ -196,3 +196,17 @@ def test_batch_row_ids_are_valid_time_ordered_uuids():
     assert {u.version for u in parsed} == {7}
     assert {u.variant for u in parsed} == {uuid.RFC_4122}
     assert ids == sorted(ids) and len(set(ids)) == 5_000
+
+
+def test_a_job_whose_final_step_was_lost_is_finished_when_resumed(submit, settings):
+    settings.BATCH_CHUNK_ROWS = 40
+    job = submit(sites_csv(100))
+    for index in batches.batch_split(job_id=str(job.pk)):
+        batches.batch_chunk_process(job_id=str(job.pk), index=index)
+    job.refresh_from_db()
+    assert job.status == BatchStatus.RUNNING  # the finalize message never arrived
+    # What the beat task queues for a job with nothing pending.
+    assert batches.batch_split(job_id=str(job.pk)) == []
+    job.refresh_from_db()
+    assert job.status == BatchStatus.SUCCEEDED
+    assert Path(job.result_file.path).read_text().count("\n") == 101
