@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 
 class Stage(models.TextChoices):
     CANDIDATE = "candidate", "Candidate"
+    # Scores every live request next to production; its answers are stored, never returned.
+    SHADOW = "shadow", "Shadow"
+    # Answers canary_percent of users (sticky per user) instead of production.
+    CANARY = "canary", "Canary"
     PRODUCTION = "production", "Production"
     ARCHIVED = "archived", "Archived"
 
@@ -38,6 +43,11 @@ class ModelVersion(models.Model):
     onnx_sha256 = models.CharField("ONNX SHA-256", max_length=64, blank=True)
     manifest = models.JSONField()
     stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.CANDIDATE)
+    canary_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of users (0-100, sticky per user) a canary version answers.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -57,6 +67,16 @@ class ModelVersion(models.Model):
                 fields=["name"],
                 condition=Q(stage="production"),
                 name="one_production_version_per_name",
+            ),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(stage="shadow"), name="one_shadow_version_per_name"
+            ),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(stage="canary"), name="one_canary_version_per_name"
+            ),
+            models.CheckConstraint(
+                condition=Q(canary_percent__gte=0) & Q(canary_percent__lte=100),
+                name="canary_percent_0_100",
             ),
         ]
         indexes = [models.Index(fields=["name", "stage"], name="model_version_name_stage")]

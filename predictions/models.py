@@ -70,6 +70,20 @@ class Prediction(models.Model):
     batch_row = models.PositiveIntegerField(
         null=True, blank=True, help_text="Row number in the uploaded file (1 = first data row)."
     )
+    # What the shadow version (if one was set) said for the same inputs; never returned.
+    shadow_model_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shadow_predictions",
+        db_index=False,  # covered by prediction_shadow_created
+    )
+    shadow_probability = models.FloatField(null=True, blank=True)
+    shadow_risk_band = models.CharField(max_length=30, blank=True)
+    shadow_error = models.CharField(
+        max_length=300, blank=True, help_text="Why the shadow version gave no answer."
+    )
 
     objects = PredictionQuerySet.as_manager()
 
@@ -82,6 +96,11 @@ class Prediction(models.Model):
             models.Index(fields=["risk_band", "-created_at"], name="prediction_band_created"),
             models.Index(fields=["source", "-created_at"], name="prediction_source_created"),
             models.Index(fields=["model_version", "-created_at"], name="prediction_model_created"),
+            models.Index(
+                fields=["shadow_model_version", "-created_at"],
+                name="prediction_shadow_created",
+                condition=models.Q(shadow_model_version__isnull=False),
+            ),
         ]
         constraints = [
             # A re-run batch chunk can never log a row twice.
