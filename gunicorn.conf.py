@@ -17,3 +17,19 @@ accesslog = None
 errorlog = "-"
 # The control socket of gunicorn 27 is not used here.
 control_socket_disable = True
+
+
+# Prometheus multiprocess mode (floodsite/metrics.py): the workers write metrics as group
+# "web"; a fresh start clears that group's old files on this host, and an exited worker's live
+# gauges are dropped.
+def on_starting(server):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "floodsite.settings")
+    from floodsite import metrics
+
+    metrics.process_group_start("web")
+
+
+def child_exit(server, worker):
+    from floodsite import metrics
+
+    metrics.process_dead(worker.pid)

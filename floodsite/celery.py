@@ -2,10 +2,26 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "floodsite.settings")
 
 app = Celery("floodsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.celeryd_init.connect
+def _metrics_worker_starting(**kwargs) -> None:
+    """A worker's processes write metrics as group "worker" (floodsite/metrics.py); a fresh
+    worker clears that group's old files on this host before its pool is forked."""
+    from floodsite import metrics
+
+    metrics.process_group_start("worker")
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_worker_process_gone(pid=None, **kwargs) -> None:
+    from floodsite import metrics
+
+    metrics.process_dead(pid or os.getpid())

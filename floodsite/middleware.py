@@ -6,8 +6,14 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 
 import structlog
+from csp import middleware as csp_middleware
+from csp.constants import HEADER as CSP_HEADER
+from csp.constants import HEADER_REPORT_ONLY as CSP_HEADER_RO
+from csp.utils import build_policy
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -50,3 +56,53 @@ class RequestIDMiddleware:
             return response
         finally:
             structlog.contextvars.clear_contextvars()
+
+
+# Per-view policy changes django-csp's decorators attach to a response.
+_CSP_OVERRIDES = (
+    "_csp_config",
+    "_csp_update",
+    "_csp_replace",
+    "_csp_config_ro",
+    "_csp_update_ro",
+    "_csp_replace_ro",
+)
+
+
+class CSPMiddleware(csp_middleware.CSPMiddleware):
+    """django-csp, with the site-wide policy built once per process instead of per response.
+
+    The site uses no nonces, so most responses carry the same header; a response with a
+    per-view change (csp_update and friends) or a request that asked for a nonce takes
+    django-csp's own path.
+    """
+
+    _policies: tuple[str, str] | None = None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(request, "_csp_nonce", None) is not None or any(
+            hasattr(response, name) for name in _CSP_OVERRIDES
+        ):
+            return super().process_response(request, response)
+        if response.status_code in (500, 404) and settings.DEBUG:
+            return response
+        if self._policies is None:
+            blank = csp_middleware.PolicyParts()
+            type(self)._policies = (
+                build_policy(**asdict(blank)),
+                build_policy(**asdict(blank), report_only=True),
+            )
+        enforced, report_only = self._policies
+        for header, policy, setting, exempt in (
+            (CSP_HEADER, enforced, "CONTENT_SECURITY_POLICY", "_csp_exempt"),
+            (CSP_HEADER_RO, report_only, "CONTENT_SECURITY_POLICY_REPORT_ONLY", "_csp_exempt_ro"),
+        ):
+            if not policy or header in response or getattr(response, exempt, False):
+                continue
+            prefixes = (getattr(settings, setting, None) or {}).get("EXCLUDE_URL_PREFIXES") or ()
+            if not request.path_info.startswith(tuple(prefixes)):
+                response[header] = policy
+        request.csp_nonce = csp_middleware.CheckableLazyObject(  # type: ignore[attr-defined]
+            self._csp_nonce_post_response
+        )
+        return response

@@ -1,19 +1,22 @@
-"""Top-level URLs: pages, the API, admin and the health probes."""
+"""Top-level URLs: pages, the API, admin, the health probes and the metrics scrape."""
 
 from django.contrib import admin
 from django.urls import include, path
 
-from floodsite import health
+from floodsite import health, metrics
 from predictions import views as prediction_views
 
 urlpatterns = [
+    # First: the API is the busiest prefix, and Django tries the patterns in order.
+    path("", include("floodsite.api")),
     path("", prediction_views.home, name="home"),
     path("", include("predictions.urls")),
     path("accounts/", include("accounts.urls")),
+    path("models/", include("mlcore.urls")),
     path("admin/", admin.site.urls),
-    path("", include("floodsite.api")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
 handler403 = "floodsite.exceptions.permission_denied"

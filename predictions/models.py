@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from floodsite.db import insert_instance
 from mlcore.models import ModelVersion
 
 
@@ -119,7 +120,13 @@ class Prediction(models.Model):
             raise AppendOnlyError(
                 "Predictions are an append-only audit log; they are never updated."
             )
-        super().save(*args, **kwargs)
+        # One row per API call: the INSERT's SQL is built once (floodsite/db.py), not per save.
+        if (
+            args
+            or set(kwargs) - {"force_insert", "using"}
+            or not insert_instance(self, using=kwargs.get("using") or "default")
+        ):
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Predictions are an append-only audit log; they are never deleted.")

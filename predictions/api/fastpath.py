@@ -1,0 +1,125 @@
+"""The hot path of `POST /api/v1/predictions/`: one prediction with a token, without DRF.
+
+Programs that score one row at a time call this endpoint far more than any other, and DRF's
+request wrapping, serializer and renderer cost more CPU than validating, scoring and logging
+the prediction itself. ``handle`` answers the common case directly with the same pieces the
+DRF view uses: the same token authentication, the same throttle and counts, the same service
+(``prediction_create``) and the same response body and error format.
+
+Anything out of the ordinary returns ``None`` before any side effect, and the DRF view then
+handles the request as usual: no or another Authorization scheme, a bad or expired token, a
+denied throttle, an Idempotency-Key, ``instances``, another content type, an Accept header
+that JSON does not satisfy, or a body that is not a plain ``{"inputs": {...}}`` object. So
+every error response keeps coming from one place, and only a valid-looking request with a
+working token takes this path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.utils.json import strict_constant
+
+from accounts.authentication import ApiTokenAuthentication
+from floodsite.exceptions import ApplicationError, error_body
+from floodsite.rest import ScopedThrottle, client_ip
+from predictions.models import Source
+from predictions.services import prediction_create
+
+_AUTHENTICATION = ApiTokenAuthentication()
+_JSON_TYPES = ("application/json", "application/json; charset=utf-8")
+_ACCEPTS_JSON = ("", "*/*", "application/json")
+# What DRF's APIView adds to every response of this view; the fast path answers alike.
+_ALLOW = "GET, POST, HEAD, OPTIONS"
+
+
+class _ThrottleView:
+    """What ScopedRateThrottle reads from a view: the scope of `POST /predictions/`."""
+
+    throttle_scope = "predict"
+
+
+_THROTTLE_VIEW = _ThrottleView()
+
+
+def _plain_inputs(body: bytes) -> dict[str, Any] | None:
+    """``{"inputs": {name: scalar}}`` decoded, or None for anything the full path must judge."""
+    try:
+        data = json.loads(body, parse_constant=strict_constant)
+    except (ValueError, RecursionError):  # includes JSONDecodeError and UnicodeDecodeError
+        return None
+    if type(data) is not dict or len(data) != 1:
+        return None
+    inputs = data.get("inputs")
+    if type(inputs) is not dict:
+        return None
+    for value in inputs.values():
+        if isinstance(value, dict | list):
+            return None
+    return inputs
+
+
+def handle(request: HttpRequest) -> HttpResponse | None:
+    """Answer a plain token-authenticated single prediction, or None to take the DRF path."""
+    meta = request.META
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if (
+        not header.startswith("Token ")
+        or "HTTP_IDEMPOTENCY_KEY" in meta
+        or meta.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES
+        or meta.get("HTTP_ACCEPT", "") not in _ACCEPTS_JSON
+    ):
+        return None
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return None
+    parts = header.encode("latin-1", "replace").split()
+    if len(parts) != 2:
+        return None
+    try:
+        user, _token = _AUTHENTICATION.authenticate_credentials(parts[1])
+    except drf_exceptions.AuthenticationFailed:
+        return None
+    # Read only now: Django keeps the bytes, so the DRF path can still parse them.
+    inputs = _plain_inputs(request.body)
+    if inputs is None:
+        return None
+    request.user = user
+    throttle = ScopedThrottle()
+    if not throttle.allow_request(request, _THROTTLE_VIEW):
+        return None  # a denial records nothing; the DRF path denies again with Retry-After
+    try:
+        prediction = prediction_create(
+            user=user,
+            source=Source.API,
+            inputs=inputs,
+            request_id=getattr(request, "request_id", ""),
+            client_ip=client_ip(request),
+        )
+    except ApplicationError as exc:
+        response: HttpResponse = JsonResponse(
+            error_body(request, code=exc.code, message=exc.message, fields=exc.fields),
+            status=exc.status_code,
+        )
+    else:
+        # The import is here because views.py imports this module.
+        from predictions.api.views import prediction_to_dict
+
+        # As DRF's JSONRenderer writes it: compact, UTF-8, no NaN.
+        body = json.dumps(
+            prediction_to_dict(prediction, outcome=False),
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        response = HttpResponse(body.encode(), status=201, content_type="application/json")
+    response["Allow"] = _ALLOW
+    response["Vary"] = "Accept"
+    return response
