@@ -136,6 +136,8 @@ ENDPOINTS = (
     Endpoint("ours", "floodsite `POST /api/v1/predictions/`", OUR_PATH, ""),
     Endpoint("reference", "naive reference (bench/reference.py)", REFERENCE_PATH, "reference-"),
 )
+# The same endpoint again once a second version is in shadow (scoring every request too).
+SHADOW = Endpoint("shadow", "floodsite, with a shadow version scoring every request", OUR_PATH, "")
 
 
 # --- tools and database ---------------------------------------------------------------------
@@ -305,6 +307,33 @@ def _prepare(env: dict[str, str]) -> Fixture:
         bodies_file=bodies_file,
         sample_body=bodies[0],
     )
+
+
+def _shadow_start() -> str:
+    """Train a second version and put it in shadow; the server sees it at its next recheck."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from mlcore.models import ModelVersion, Stage
+    from mlcore.services import model_version_shadow_start
+
+    call_command("train_model", rows=60_000, seed=1, verbosity=0, stdout=io.StringIO())
+    candidate = (
+        ModelVersion.objects.filter(name=MODEL_NAME, stage=Stage.CANDIDATE)
+        .order_by("-version")
+        .first()
+    )
+    model_version_shadow_start(model_version=candidate, user=None, reason="make bench")
+    # Every worker process notices the new stage within the recheck interval.
+    time.sleep(settings.FLOODSITE_MODEL_RECHECK_SECONDS + 1)
+    return str(candidate)
+
+
+def _shadow_row_count(user: Any) -> int:
+    from predictions.models import Prediction
+
+    _settled_row_count(user)
+    return Prediction.objects.filter(user=user, shadow_probability__isnull=False).count()
 
 
 def _commit_floor_ms(samples: int = 200) -> float | None:
@@ -619,6 +648,7 @@ def _report(
     wrk: str,
     load_at_start: str,
     commit_floor_ms: float | None,
+    shadow: tuple[str, int],
 ) -> str:
     by = {(run.endpoint.key, run.connections): run for run in runs}
     lines = [
@@ -638,11 +668,23 @@ def _report(
     top = max(CONNECTIONS)
     ours, reference = by[("ours", top)], by[("reference", top)]
     ratio = ours.rps / reference.rps
-    ours_runs = [run for run in runs if run.endpoint.key == "ours"]
+    ours_runs = [run for run in runs if run.endpoint.key in ("ours", "shadow")]
     p50_single = by[("ours", 1)].ms("p50_us")
     errors = sum(run.non2xx + run.socket_errors for run in ours_runs)
     audit_ok = all(run.audit_matches for run in ours_runs)
     first_error = next((r.result["first_error"] for r in runs if r.result["first_error"]), "")
+    shadow_label, shadow_rows = shadow
+    shadow_runs = [run for run in runs if run.endpoint.key == "shadow"]
+    shadow_written = sum(run.rows_written for run in shadow_runs)
+    shadow_p50 = by[("shadow", 1)].ms("p50_us")
+    shadow_lines = [
+        f"Shadow: with {shadow_label} in shadow, every request is also scored by it and its "
+        f"answer stored on the audit row ({shadow_rows:,} rows with a shadow answer for "
+        f"{shadow_written:,} rows written in the shadow runs). p50 at 1 connection "
+        f"{shadow_p50:.2f} ms with the shadow vs {p50_single:.2f} ms without "
+        f"({shadow_p50 - p50_single:+.2f} ms); at {top} connections "
+        f"{by[('shadow', top)].rps:,.0f} vs {ours.rps:,.0f} req/s.",
+    ]
 
     def met(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -707,6 +749,8 @@ def _report(
             f"{'every 2xx has its row' if audit_ok else 'mismatch'} | {met(audit_ok)} |",
             *(["", f"First non-2xx answer: `{first_error}`"] if first_error else []),
             "",
+            *shadow_lines,
+            "",
             f"Python {platform.python_version()}; gunicorn log and raw wrk output in "
             "`var/bench/api/`.",
         ]
@@ -758,6 +802,32 @@ def bench_api() -> str:
                             database_name=database_name,
                         )
                     )
+            shadow_label = _shadow_start()
+            _wrk(
+                wrk,
+                port=port,
+                path=OUR_PATH,
+                connections=max(CONNECTIONS),
+                seconds=WARMUP_S,
+                run_id=f"w{tag}-shadow",
+                fixture=fixture,
+            )
+            shadow_rows_before = _shadow_row_count(fixture.user)
+            for connections in CONNECTIONS:
+                print(f"bench: api shadow c={connections} ...", flush=True)
+                runs.append(
+                    _measure(
+                        wrk,
+                        port=port,
+                        endpoint=SHADOW,
+                        connections=connections,
+                        tag=tag,
+                        fixture=fixture,
+                        master=server.pid,
+                        database_name=database_name,
+                    )
+                )
+            shadow_rows = _shadow_row_count(fixture.user) - shadow_rows_before
         return _report(
             runs,
             database=database,
@@ -765,6 +835,7 @@ def bench_api() -> str:
             wrk=wrk,
             load_at_start=load_at_start,
             commit_floor_ms=commit_floor_ms,
+            shadow=(shadow_label, shadow_rows),
         )
     finally:
         from django.conf import settings

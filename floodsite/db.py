@@ -36,7 +36,7 @@ def insert_instance(instance: models.Model, *, using: str = "default") -> bool:
     sql = _insert_sql.get((connection.vendor, model))
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in fields)
+        columns = ", ".join(quote(str(field.column)) for field in fields)
         placeholders = ", ".join(["%s"] * len(fields))
         table = quote(meta.db_table)
         sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 (model names)

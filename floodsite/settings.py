@@ -14,6 +14,8 @@ each variable read here.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import secrets
 import sys
 from datetime import timedelta
@@ -118,6 +120,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the request time it records covers every other middleware.
+    "floodsite.metrics.MetricsMiddleware",
     "floodsite.middleware.RequestIDMiddleware",
     "floodsite.exceptions.ApplicationErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -129,7 +133,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "floodsite.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -152,6 +156,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "predictions.context_processors.batch_notices",
+                "predictions.context_processors.monitoring_alerts",
             ],
         },
     },
@@ -175,7 +180,10 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = _read(env.int, "DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off by default (Django's default): a health check is one more round trip on every request.
+# Without it, the first request on a connection the database dropped (a restart) is a 503
+# and the connection is replaced for the next one.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _flag("DATABASE_CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A stopped database answers readiness checks and pages within seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
@@ -270,6 +278,17 @@ FLOODSITE_MODEL_DIR = MEDIA_ROOT / "models"
 # How stale a process's view of "which version is in production" may be, in seconds.
 FLOODSITE_MODEL_RECHECK_SECONDS = _read(env.float, "FLOODSITE_MODEL_RECHECK_SECONDS", default=2.0)
 FLOODSITE_TRAINING_MAX_BYTES = _read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", default=1_000_000_000)
+# Promotion gate (mlcore/engine/evaluation.py): a candidate is refused, unless forced with a
+# reason, when its ROC-AUC is more than GATE_MAX_AUC_DROP below production's on the same rows,
+# or when it catches fewer than GATE_MIN_RECALL_HIGH of real floods in band high or above
+# (the default model catches about 0.53). Recorded outcomes join the comparison once there
+# are GATE_MIN_OUTCOMES of each class.
+GATE_MAX_AUC_DROP = _read(env.float, "GATE_MAX_AUC_DROP", default=0.02)
+GATE_MIN_RECALL_HIGH = _read(env.float, "GATE_MIN_RECALL_HIGH", default=0.45)
+GATE_MIN_OUTCOMES = _read(env.int, "GATE_MIN_OUTCOMES", default=30)
+# The audit log lives in predictions, which depends on mlcore; the gate reads recorded
+# outcomes through this function so that mlcore never imports predictions (wiring, not a knob).
+MLCORE_OUTCOME_READER = "predictions.retraining.labelled_set_get"
 
 # --- monitoring -----------------------------------------------------------------------------
 
@@ -294,6 +313,33 @@ MONITOR_DRIFT_MIN_ROWS = _read(env.int, "MONITOR_DRIFT_MIN_ROWS", default=100)
 # 0 turns the no-traffic alert off.
 MONITOR_NO_TRAFFIC_MINUTES = _read(env.int, "MONITOR_NO_TRAFFIC_MINUTES", default=60)
 MONITOR_ALERT_EMAILS = _read(env.list, "MONITOR_ALERT_EMAILS", default=[])
+# The dashboard's charts are drawn once per this many seconds (and per new check).
+MONITOR_CHART_CACHE_SECONDS = _read(env.int, "MONITOR_CHART_CACHE_SECONDS", default=30)
+
+# --- metrics --------------------------------------------------------------------------------
+
+# Prometheus metrics at /metrics (floodsite/metrics.py). Every gunicorn and Celery process
+# writes its counts to files here and a scrape adds them up, so web and workers share it.
+METRICS_DIR = Path(_read(env.str, "METRICS_DIR", default="") or VAR_DIR / "metrics")
+try:
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as _exc:
+    _refuse("METRICS_DIR", f"cannot be created: {_exc}")
+if not os.access(METRICS_DIR, os.W_OK):
+    _refuse("METRICS_DIR", f"is not writable: {METRICS_DIR}")
+# A scrape is allowed with `Authorization: Bearer <METRICS_TOKEN>` (empty: no token works) or,
+# without that header, straight from an address in METRICS_ALLOWED_IPS (addresses or CIDR;
+# empty: the token only).
+METRICS_TOKEN = _read(env.str, "METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    _refuse("METRICS_TOKEN", "must be at least 16 characters (or empty for no token)")
+METRICS_ALLOWED_IPS = _read(env.list, "METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError:
+        _refuse("METRICS_ALLOWED_IPS", f"holds {_network!r}, which is no address or network")
+METRICS_ALLOWED_IPS = [_network.strip() for _network in METRICS_ALLOWED_IPS]
 
 # --- auth and security --------------------------------------------------------------------
 
@@ -340,7 +386,7 @@ if _flag("DJANGO_BEHIND_TLS_PROXY", default=PRODUCTION):
     # look like plain HTTP and be redirected forever.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Health probes come from the orchestrator over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from floodsite.exceptions import ApplicationError
-from mlcore.models import ModelVersion, StageChange
-from mlcore.services import model_version_promote, model_version_rollback
+from mlcore.models import ModelVersion, RetrainJob, StageChange
+from mlcore.services import (
+    CANARY_PERCENT_RANGE,
+    model_version_canary_start,
+    model_version_canary_stop,
+    model_version_promote,
+    model_version_rollback,
+    model_version_shadow_start,
+    model_version_shadow_stop,
+)
+
+# Retraining reads the audit log, so its service is in predictions; admin, an entry point,
+# may call it like a view does.
+from predictions.retraining import retrain_job_submit
 
 
 class ReasonForm(forms.Form):
@@ -20,15 +35,59 @@ class ReasonForm(forms.Form):
     )
 
 
+class PromoteForm(ReasonForm):
+    force = forms.BooleanField(
+        required=False,
+        label="Force despite the promotion gate",
+        help_text="Promote even if the candidate does worse than production on the same rows; "
+        "recorded as forced, with your reason and both models' numbers.",
+    )
+
+
+def gate_summary(change: StageChange) -> str:
+    """One line on the promotion gate's verdict recorded with a stage change."""
+    gate = (change.metrics or {}).get("gate")
+    if not gate:
+        return "-"
+    if not gate.get("sets"):
+        verdict = "passed" if gate.get("passed") else "no common rows"
+        return f"{verdict}; {gate['note']}" if gate.get("note") else verdict
+    first = gate["sets"][0]
+    verdict = "passed" if gate.get("passed") else "FAILED"
+    if gate.get("forced") and not gate.get("passed"):
+        verdict += ", forced"
+    auc_c, auc_p = first["candidate"]["roc_auc"], first["production"]["roc_auc"]
+    recall = first["candidate"]["recall_high"]
+    numbers = (
+        f"ROC-AUC {auc_c:.3f} vs {auc_p:.3f}" if auc_c is not None and auc_p is not None else ""
+    )
+    if recall is not None:
+        numbers += f", recall high+ {recall:.3f}"
+    return f"{verdict} ({first['name']}: {numbers})"
+
+
+class CanaryForm(ReasonForm):
+    percent = forms.IntegerField(
+        min_value=CANARY_PERCENT_RANGE[0],
+        max_value=CANARY_PERCENT_RANGE[1],
+        label="Share of users (%)",
+        help_text="Each user always gets the same model; raising the share only adds users.",
+    )
+
+
 class StageChangeInline(admin.TabularInline):
     model = StageChange
-    fields = ("created_at", "from_stage", "to_stage", "changed_by", "reason")
+    fields = ("created_at", "from_stage", "to_stage", "changed_by", "reason", "gate")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="promotion gate")
+    def gate(self, obj: StageChange) -> str:
+        return gate_summary(obj)
 
 
 def _with_reason(
@@ -39,16 +98,22 @@ def _with_reason(
     action: str,
     title: str,
     perform,
+    form_class: type[forms.Form] = ReasonForm,
+    done=None,
 ) -> HttpResponse | None:
-    """Ask for a reason on an intermediate page, then perform the stage change."""
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    """Ask for a reason on an intermediate page, then perform the stage change.
+
+    ``perform`` is called with the form's cleaned fields as keyword arguments.
+    """
+    form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         try:
-            result = perform(form.cleaned_data["reason"])
+            result = perform(**form.cleaned_data)
         except ApplicationError as exc:
             modeladmin.message_user(request, exc.message, messages.ERROR)
         else:
-            modeladmin.message_user(request, f"Now in production: {result}.", messages.SUCCESS)
+            message = done(result) if done else f"Now in production: {result}."
+            modeladmin.message_user(request, message, messages.SUCCESS)
         return None
     return TemplateResponse(
         request,
@@ -86,7 +151,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
     )
     fields = (*readonly_fields, "notes")
     inlines = [StageChangeInline]
-    actions = ["promote", "rollback"]
+    actions = [
+        "promote",
+        "rollback",
+        "retrain",
+        "shadow_start",
+        "shadow_stop",
+        "canary_start",
+        "canary_stop",
+    ]
 
     @admin.display(description="ROC-AUC")
     def roc_auc(self, obj: ModelVersion) -> str:
@@ -112,10 +185,20 @@ class ModelVersionAdmin(admin.ModelAdmin):
             queryset,
             action="promote",
             title=f"Promote {mv} to production",
-            perform=lambda reason: model_version_promote(
-                model_version=mv, user=request.user, reason=reason
+            perform=lambda reason, force: model_version_promote(
+                model_version=mv, user=request.user, reason=reason, force=force
             ),
+            form_class=PromoteForm,
         )
+
+    @admin.action(description="Retrain from the audit log (a Celery job with progress)")
+    def retrain(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        names = set(queryset.values_list("name", flat=True))
+        if len(names) != 1:
+            self.message_user(request, "Select versions of one model name.", messages.ERROR)
+            return None
+        url = reverse("admin:mlcore_retrainjob_add")
+        return HttpResponseRedirect(f"{url}?name={names.pop()}")
 
     @admin.action(description="Roll back to the previous production version")
     def rollback(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
@@ -135,6 +218,83 @@ class ModelVersionAdmin(admin.ModelAdmin):
             ),
         )
 
+    def _one_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            return None
+        return queryset.get()
+
+    @admin.action(description="Shadow: score every request next to production (not shown)")
+    def shadow_start(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        mv = self._one_version(request, queryset)
+        if mv is None:
+            return None
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            action="shadow_start",
+            title=f"Put {mv} in shadow",
+            perform=lambda reason: model_version_shadow_start(
+                model_version=mv, user=request.user, reason=reason
+            ),
+            done=lambda result: f"In shadow: {result}. Its answers are stored, never shown.",
+        )
+
+    @admin.action(description="Shadow: stop (back to candidate)")
+    def shadow_stop(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        mv = self._one_version(request, queryset)
+        if mv is None:
+            return None
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            action="shadow_stop",
+            title=f"Stop shadow scoring with {mv}",
+            perform=lambda reason: model_version_shadow_stop(
+                model_version=mv, user=request.user, reason=reason
+            ),
+            done=lambda result: f"Shadow stopped: {result} is a candidate again.",
+        )
+
+    @admin.action(description="Canary: answer a share of users (or change the share)")
+    def canary_start(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        mv = self._one_version(request, queryset)
+        if mv is None:
+            return None
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            action="canary_start",
+            title=f"Let {mv} answer a share of users",
+            perform=lambda reason, percent: model_version_canary_start(
+                model_version=mv, percent=percent, user=request.user, reason=reason
+            ),
+            form_class=CanaryForm,
+            done=lambda result: f"Canary: {result} answers {result.canary_percent}% of users.",
+        )
+
+    @admin.action(description="Canary: roll back (production answers everyone)")
+    def canary_stop(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+        mv = self._one_version(request, queryset)
+        if mv is None:
+            return None
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            action="canary_stop",
+            title=f"Roll back the canary {mv}",
+            perform=lambda reason: model_version_canary_stop(
+                model_version=mv, user=request.user, reason=reason
+            ),
+            done=lambda result: (
+                f"Canary rolled back: production answers everyone; {result} is a candidate again."
+            ),
+        )
+
 
 @admin.register(StageChange)
 class StageChangeAdmin(admin.ModelAdmin):
@@ -150,3 +310,89 @@ class StageChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class RetrainForm(forms.Form):
+    name = forms.SlugField(
+        max_length=100,
+        help_text="Model name; its production version is the baseline and supplies the features.",
+    )
+    include_original = forms.BooleanField(
+        required=False,
+        label="Add the original training data",
+        help_text="Regenerate the production model's synthetic training data and train on it "
+        "together with the recorded outcomes.",
+    )
+    min_outcomes = forms.IntegerField(
+        min_value=0,
+        initial=0,
+        help_text="Refuse to train on fewer recorded outcomes than this.",
+    )
+
+
+@admin.register(RetrainJob)
+class RetrainJobAdmin(admin.ModelAdmin):
+    """Retraining jobs: started here ("Retrain from the audit log"), run by a Celery worker."""
+
+    list_display = ("__str__", "status", "progress", "step", "model_version", "created_at")
+    list_filter = ("status", "name")
+    readonly_fields = (
+        "name",
+        "include_original",
+        "min_outcomes",
+        "status",
+        "progress",
+        "step",
+        "error",
+        "model_version",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="progress")
+    def progress(self, obj: RetrainJob) -> str:
+        return format_html(
+            '<progress max="100" value="{}">{} %</progress> {} %',
+            obj.percent,
+            obj.percent,
+            obj.percent,
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
+        """ "Retrain from the audit log": queue a job and go to its progress page."""
+        if not self.has_add_permission(request):
+            return self.changeform_view(request, None, form_url, extra_context)
+        initial = {"name": request.GET.get("name") or settings.FLOODSITE_MODEL_NAME}
+        form = RetrainForm(request.POST if request.method == "POST" else None, initial=initial)
+        if form.is_valid():
+            try:
+                job = retrain_job_submit(user=request.user, **form.cleaned_data)
+            except ApplicationError as exc:
+                for field, reason in exc.fields.items():
+                    if field in form.fields:
+                        form.add_error(field, reason)
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"Queued {job}.", messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:mlcore_retrainjob_change", args=[job.pk])
+                )
+        return TemplateResponse(
+            request,
+            "admin/mlcore/retrainjob/retrain_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Retrain from the audit log",
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )

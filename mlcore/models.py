@@ -117,3 +117,67 @@ class StageChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version}: {self.from_stage or 'new'} -> {self.to_stage}"
+
+
+class RetrainStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RetrainJob(models.Model):
+    """A retraining from the audit log run by a Celery worker, with its progress and result.
+
+    Queued from admin; the worker reports each step (text and percent) so the page can show
+    where it is. A success links the candidate it registered; a failure keeps the message.
+    """
+
+    name = models.SlugField(max_length=100, help_text="Model name to retrain.")
+    include_original = models.BooleanField(
+        default=False, help_text="Add the production model's original synthetic training data."
+    )
+    min_outcomes = models.PositiveIntegerField(
+        default=0, help_text="Refuse to train on fewer outcomes than this (0: no minimum)."
+    )
+    status = models.CharField(
+        max_length=10, choices=RetrainStatus.choices, default=RetrainStatus.QUEUED
+    )
+    step = models.CharField(max_length=300, blank=True)
+    percent = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    error = models.TextField(blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The candidate this job registered.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percent__gte=0) & Q(percent__lte=100), name="retrain_percent_0_100"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"retrain {self.name} #{self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (RetrainStatus.SUCCEEDED, RetrainStatus.FAILED)

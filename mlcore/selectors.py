@@ -1,21 +1,29 @@
-"""Reads on the model registry, and the per-process cache of the loaded production model."""
+"""Registry reads: the per-process cache of serving models, the edge zip, shadow comparison."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import threading
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
+import numpy as np
 import structlog
 from django.conf import settings
 from django.db.models import QuerySet
 
+from floodsite import metrics
 from floodsite.exceptions import ApplicationError
-from mlcore.engine import artifacts
+from mlcore.engine import artifacts, onnx_export
 from mlcore.engine.errors import ArtifactError, EngineError
 from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import Manifest
-from mlcore.models import ModelVersion, Stage
+from mlcore.models import ModelVersion, Stage, StageChange
 
 logger = structlog.get_logger(__name__)
 
@@ -117,6 +125,7 @@ def model_version_load(*, model_version: ModelVersion) -> LoadedModel:
     predictor = Predictor(pipeline, manifest, onnx_bytes=onnx_bytes)
     load_ms = (time.perf_counter() - started) * 1000
     logger.info("model_loaded", model=label, backend=predictor.backend, load_ms=round(load_ms, 1))
+    metrics.model_loaded(label, predictor.backend, load_ms / 1000)
     return LoadedModel(
         model_version=model_version,
         model_version_id=model_version.pk,
@@ -136,44 +145,163 @@ _cache_lock = threading.Lock()
 _checked_at: dict[str, float] = {}
 
 
+def canary_bucket(*, user_id: int, name: str) -> int:
+    """The user's fixed bucket (0-99) for model ``name``: a canary at N% answers buckets < N.
+
+    A stable hash (BLAKE2b of "name:user id"), not Python's per-process ``hash()``, so every
+    process and every restart sends the same user to the same model; raising the share only
+    adds users, it never moves one who was already on the canary back to production.
+    """
+    digest = hashlib.blake2b(f"{name}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
+@dataclass(frozen=True)
+class ServingSet:
+    """What answers live traffic for one model name, as this process last saw the registry.
+
+    ``shadow_version_id`` is set whenever a version is in shadow, even when it could not be
+    loaded here (``shadow_error`` says why), so the audit rows still name it.
+    """
+
+    production: LoadedModel
+    shadow: LoadedModel | None = None
+    shadow_version_id: int | None = None
+    shadow_error: str = ""
+    canary: LoadedModel | None = None
+    canary_percent: int = 0
+    canary_error: str = ""
+    registry: tuple = ()  # (stage, pk, sha256, canary_percent) rows the set was built from
+    built_at: float = 0.0  # time.monotonic() of the build
+
+    def answering(self, *, user_id: int | None) -> LoadedModel:
+        """The canary for users in its share (sticky per user), else production."""
+        if self.canary is None or user_id is None:
+            return self.production
+        if canary_bucket(user_id=user_id, name=self.production.name) < self.canary_percent:
+            return self.canary
+        return self.production
+
+
+_serving: dict[str, ServingSet] = {}
+_LIVE_STAGES = (Stage.PRODUCTION, Stage.SHADOW, Stage.CANARY)
+# A shadow or canary that failed to load is tried again this often, not at every recheck.
+FAILED_LOAD_RETRY_SECONDS = 30.0
+
+
 def predictor_cache_clear(*, name: str) -> None:
-    """Forget this process's copy, e.g. right after a promotion made here."""
+    """Forget this process's copy, e.g. right after a promotion or a stage change made here."""
     _cache.pop(name, None)
     _checked_at.pop(name, None)
+    _serving.pop(name, None)
 
 
 def predictor_get_active(*, name: str) -> LoadedModel:
-    """The production version of ``name``, loaded once per process.
+    """The production version of ``name``, loaded once per process (see serving_set_get)."""
+    return serving_set_get(name=name).production
 
-    At most every FLOODSITE_MODEL_RECHECK_SECONDS one indexed query tells whether production
-    moved to another version; the artifact is only read again when it did, so a promotion
-    takes effect in every process within that time, without restarts.
+
+def serving_set_get(*, name: str) -> ServingSet:
+    """Production, and the shadow and canary when set, of ``name``, loaded once per process.
+
+    At most every FLOODSITE_MODEL_RECHECK_SECONDS one indexed query (name, stage) tells whether
+    any of them moved; artifacts are only read again for a version that changed, so a
+    promotion or a shadow/canary change takes effect in every process within that time.
+    Between rechecks a request costs a few dictionary lookups, shadow or not.
     """
-    cached = _cache.get(name)
+    serving = _serving.get(name)
     now = time.monotonic()
+    # _cache holding this set's production model proves nobody cleared the cache since.
     if (
-        cached is not None
+        serving is not None
+        and _cache.get(name) is serving.production
         and now - _checked_at.get(name, 0.0) < settings.FLOODSITE_MODEL_RECHECK_SECONDS
     ):
-        return cached
-    current = (
-        ModelVersion.objects.filter(name=name, stage=Stage.PRODUCTION)
-        .values_list("pk", "sha256")
-        .first()
+        return serving
+    registry = tuple(
+        sorted(
+            ModelVersion.objects.filter(name=name, stage__in=_LIVE_STAGES).values_list(
+                "stage", "pk", "sha256", "canary_percent"
+            )
+        )
     )
-    if current is None:
+    if not any(row[0] == Stage.PRODUCTION for row in registry):
         raise _no_production_error(name)
-    if cached is not None and (cached.model_version_id, cached.sha256) == current:
-        _checked_at[name] = now
-        return cached
     with _cache_lock:
-        cached = _cache.get(name)
-        if cached is not None and (cached.model_version_id, cached.sha256) == current:
-            return cached
-        loaded = model_version_load(model_version=ModelVersion.objects.get(pk=current[0]))
-        _cache[name] = loaded
+        serving = _serving.get(name)
+        previous = (
+            serving if serving is not None and _cache.get(name) is serving.production else None
+        )
+        if (
+            previous is not None
+            and previous.registry == registry
+            and (
+                not (previous.shadow_error or previous.canary_error)
+                or now - previous.built_at < FAILED_LOAD_RETRY_SECONDS
+            )
+        ):
+            _checked_at[name] = now
+            return previous
+        serving = _serving_build(registry, previous, now)
+        _serving[name] = serving
+        _cache[name] = serving.production
         _checked_at[name] = now
-        return loaded
+        return serving
+
+
+def _serving_build(registry: tuple, previous: ServingSet | None, now: float) -> ServingSet:
+    """Load what the registry rows name, reusing models the previous set already holds.
+
+    Production must load (its error is the caller's); a shadow or canary that cannot load is
+    left out with the reason, and production answers everyone.
+    """
+    held = (
+        [
+            loaded
+            for loaded in (previous.production, previous.shadow, previous.canary)
+            if loaded is not None
+        ]
+        if previous is not None
+        else []
+    )
+
+    def load(pk: int, sha256: str) -> LoadedModel:
+        for loaded in held:
+            if (loaded.model_version_id, loaded.sha256) == (pk, sha256):
+                return loaded
+        return model_version_load(model_version=ModelVersion.objects.get(pk=pk))
+
+    rows = {stage: (pk, sha256, percent) for stage, pk, sha256, percent in registry}
+    production = load(*rows[Stage.PRODUCTION][:2])
+
+    def load_optional(stage: str) -> tuple[LoadedModel | None, str]:
+        if stage not in rows:
+            return None, ""
+        pk, sha256, _ = rows[stage]
+        try:
+            return load(pk, sha256), ""
+        except ApplicationError as exc:
+            logger.warning(
+                "serving_model_unavailable",
+                stage=str(stage),
+                model_version_id=pk,
+                error=exc.message,
+            )
+            return None, exc.message
+
+    shadow, shadow_error = load_optional(Stage.SHADOW)
+    canary, canary_error = load_optional(Stage.CANARY)
+    return ServingSet(
+        production=production,
+        shadow=shadow,
+        shadow_version_id=rows[Stage.SHADOW][0] if Stage.SHADOW in rows else None,
+        shadow_error=shadow_error,
+        canary=canary,
+        canary_percent=rows[Stage.CANARY][2] if canary is not None else 0,
+        canary_error=canary_error,
+        registry=registry,
+        built_at=now,
+    )
 
 
 _by_version: dict[tuple[int, str], LoadedModel] = {}
@@ -192,3 +320,244 @@ def loaded_model_get(*, model_version: ModelVersion) -> LoadedModel:
                     _by_version.pop(next(iter(_by_version)))
                 _by_version[key] = loaded
     return loaded
+
+
+def stage_change_list(*, model_version: ModelVersion) -> QuerySet[StageChange]:
+    """A version's stage history, newest first, with who made each change."""
+    return model_version.stage_changes.select_related("changed_by")
+
+
+# --- the edge download ------------------------------------------------------------------------
+
+EDGE_ONNX_NAME = "model.onnx"
+EDGE_MANIFEST_NAME = "manifest.json"
+EDGE_SUMS_NAME = "SHA256SUMS"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same version always gives the same bytes
+
+
+@dataclass(frozen=True)
+class OnnxBundle:
+    """A zip a field laptop needs to score offline: model.onnx, manifest.json, SHA256SUMS."""
+
+    filename: str
+    content: bytes
+    onnx_sha256: str
+
+
+def _no_onnx_reason(model_version: ModelVersion) -> str:
+    report = model_version.manifest.get("onnx") or {}
+    if report.get("reason"):
+        return f"the conversion failed ({report['reason']})"
+    if report.get("parity_max_abs_diff") is not None:
+        return (
+            f"the converted model differed from scikit-learn by "
+            f"{report['parity_max_abs_diff']:.2g}, more than the {report.get('tolerance')} allowed"
+        )
+    return "it was registered without one"
+
+
+def model_version_onnx_bundle(*, model_version: ModelVersion) -> OnnxBundle:
+    """The version's registered ONNX file (hash checked) with its manifest, as a zip.
+
+    Only the file that passed the parity check at registration is served, so the field
+    laptop's probabilities are the service's; a version without one, or whose file is missing
+    or changed on disk, is a 409 naming the problem.
+    """
+    label = str(model_version)
+    if not model_version.onnx_artifact:
+        raise ApplicationError(
+            f"{label} has no ONNX file to download: {_no_onnx_reason(model_version)}.",
+            code="onnx_unavailable",
+            status_code=409,
+        )
+    try:
+        with open(model_version.onnx_artifact.path, "rb") as fh:
+            onnx_bytes = fh.read()
+    except FileNotFoundError:
+        raise ApplicationError(
+            f"{label}: the ONNX file is missing on the server.",
+            code="artifact_missing",
+            status_code=409,
+        ) from None
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    if digest != model_version.onnx_sha256:
+        raise ApplicationError(
+            f"{label}: the ONNX file's SHA-256 differs from the registry; refusing to serve it.",
+            code="integrity",
+            status_code=409,
+        )
+    manifest = {
+        **model_version.manifest,
+        "version": model_version.version,
+        "stage": model_version.stage,
+        "onnx_sha256": digest,
+        "onnx_input": {
+            "name": onnx_export.INPUT_NAME,
+            "dtype": onnx_export.onnx_input_dtype(onnx_bytes),
+            "order": [feature["name"] for feature in model_version.manifest["features"]],
+        },
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    sums = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+        for name, data in ((EDGE_ONNX_NAME, onnx_bytes), (EDGE_MANIFEST_NAME, manifest_bytes))
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in (
+            (EDGE_ONNX_NAME, onnx_bytes),
+            (EDGE_MANIFEST_NAME, manifest_bytes),
+            (EDGE_SUMS_NAME, sums.encode()),
+        ):
+            archive.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), data, zipfile.ZIP_DEFLATED)
+    return OnnxBundle(
+        filename=f"{model_version.name}-v{model_version.version}-onnx.zip",
+        content=buffer.getvalue(),
+        onnx_sha256=digest,
+    )
+
+
+# --- shadow comparison ------------------------------------------------------------------------
+
+COMPARISON_MAX_ROWS = 50_000  # newest rows of the window; enough for stable percentages
+POSITIVE_AT = 0.5  # the Predictor labels a row with the positive class from P = 0.5
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """How a shadow version's answers compare with the answers users were given."""
+
+    shadow: ModelVersion
+    baseline: ModelVersion | None
+    since: datetime
+    until: datetime
+    rows: int  # rows where both answered
+    errors: int  # rows where the shadow gave no answer
+    truncated: bool
+    answered_by: list[tuple[str, int]]
+    band_agreement: float | None = None  # percent
+    label_agreement: float | None = None
+    diff_mean: float | None = None
+    diff_median: float | None = None
+    diff_p95: float | None = None
+    diff_max: float | None = None
+    bands: list[str] = field(default_factory=list)
+    confusion: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: int = 0
+    production_right: int = 0
+    shadow_right: int = 0
+    both_right: int = 0
+    neither_right: int = 0
+
+    def percent_of_outcomes(self, count: int) -> float | None:
+        return 100 * count / self.outcomes if self.outcomes else None
+
+    @property
+    def production_right_percent(self) -> float | None:
+        return self.percent_of_outcomes(self.production_right)
+
+    @property
+    def shadow_right_percent(self) -> float | None:
+        return self.percent_of_outcomes(self.shadow_right)
+
+    @property
+    def only_production_right(self) -> int:
+        return self.production_right - self.both_right
+
+    @property
+    def only_shadow_right(self) -> int:
+        return self.shadow_right - self.both_right
+
+
+def shadow_comparison_get(
+    *,
+    shadow: ModelVersion,
+    since: datetime,
+    until: datetime,
+    baseline: ModelVersion | None = None,
+) -> ShadowComparison:
+    """Compare ``shadow``'s stored answers with the answering model's over [since, until).
+
+    ``baseline`` keeps only rows answered by that version (any pair); without it every row the
+    shadow scored counts, whichever version answered. Labels are compared at P >= 0.5, and
+    with outcomes each model is right when its label matches what was observed.
+    """
+    # The audit log lives in predictions, which imports mlcore; importing it here at module
+    # level would make the two apps import each other.
+    from predictions.models import Prediction
+
+    rows = Prediction.objects.filter(
+        shadow_model_version=shadow, created_at__gte=since, created_at__lt=until
+    )
+    if baseline is not None:
+        rows = rows.filter(model_version=baseline)
+    fetched = list(
+        rows.order_by("-created_at").values_list(
+            "model_version_id",
+            "probability",
+            "risk_band",
+            "shadow_probability",
+            "shadow_risk_band",
+            "outcome__flooded",
+        )[: COMPARISON_MAX_ROWS + 1]
+    )
+    truncated = len(fetched) > COMPARISON_MAX_ROWS
+    fetched = fetched[:COMPARISON_MAX_ROWS]
+    answered = [row for row in fetched if row[3] is not None]
+    counts: dict[int, int] = {}
+    for row in fetched:
+        counts[row[0]] = counts.get(row[0], 0) + 1
+    labels = dict(ModelVersion.objects.filter(pk__in=counts).values_list("pk", "version"))
+    base = ShadowComparison(
+        shadow=shadow,
+        baseline=baseline,
+        since=since,
+        until=until,
+        rows=len(answered),
+        errors=len(fetched) - len(answered),
+        truncated=truncated,
+        answered_by=sorted(
+            ((f"v{labels.get(pk, '?')}", n) for pk, n in counts.items()), key=lambda x: -x[1]
+        ),
+    )
+    if not answered:
+        return base
+
+    live_p = np.array([row[1] for row in answered], dtype=np.float64)
+    shadow_p = np.array([row[3] for row in answered], dtype=np.float64)
+    live_band = [row[2] for row in answered]
+    shadow_band = [row[4] for row in answered]
+    diff = np.abs(live_p - shadow_p)
+    live_positive = live_p >= POSITIVE_AT
+    shadow_positive = shadow_p >= POSITIVE_AT
+
+    band_order = [band["name"] for band in shadow.manifest.get("risk_bands", [])]
+    band_order += sorted(set(live_band + shadow_band) - set(band_order))
+    index = {name: i for i, name in enumerate(band_order)}
+    table = np.zeros((len(band_order), len(band_order)), dtype=np.int64)
+    for live, other in zip(live_band, shadow_band, strict=True):
+        table[index[live], index[other]] += 1
+
+    observed = [(i, row[5]) for i, row in enumerate(answered) if row[5] is not None]
+    live_right = [bool(live_positive[i]) == flooded for i, flooded in observed]
+    shadow_right = [bool(shadow_positive[i]) == flooded for i, flooded in observed]
+    return replace(
+        base,
+        band_agreement=100
+        * float(np.mean([a == b for a, b in zip(live_band, shadow_band, strict=True)])),
+        label_agreement=100 * float(np.mean(live_positive == shadow_positive)),
+        diff_mean=float(diff.mean()),
+        diff_median=float(np.median(diff)),
+        diff_p95=float(np.percentile(diff, 95)),
+        diff_max=float(diff.max()),
+        bands=band_order,
+        confusion=[
+            {"band": name, "counts": [int(n) for n in table[i]], "total": int(table[i].sum())}
+            for i, name in enumerate(band_order)
+        ],
+        outcomes=len(observed),
+        production_right=sum(live_right),
+        shadow_right=sum(shadow_right),
+        both_right=sum(a and b for a, b in zip(live_right, shadow_right, strict=True)),
+        neither_right=sum(not a and not b for a, b in zip(live_right, shadow_right, strict=True)),
+    )

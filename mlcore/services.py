@@ -6,6 +6,7 @@ removes them again if the database refuses the row, so nothing is ever half-regi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,16 @@ import numpy as np
 import structlog
 from django.conf import settings
 from django.db import IntegrityError as DbIntegrityError
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Max
+from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
-from mlcore.engine import artifacts, onnx_export, synthetic, training
+from mlcore.engine import artifacts, evaluation, onnx_export, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.schema import Manifest
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
-from mlcore.selectors import model_version_load, predictor_cache_clear
+from mlcore.selectors import LoadedModel, model_version_load, predictor_cache_clear
 
 logger = structlog.get_logger(__name__)
 
@@ -127,15 +129,34 @@ def model_version_register(
     return mv
 
 
-def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str) -> ModelVersion:
+def model_version_promote(
+    *, model_version: ModelVersion, user: Any, reason: str, force: bool = False
+) -> ModelVersion:
     """Make ``model_version`` the production version of its name; the old one is archived.
 
     The artifact is loaded (hash, library versions) before anything changes, so a missing or
-    tampered file is refused while the current production version keeps serving.
+    tampered file is refused while the current production version keeps serving. Then the
+    promotion gate compares it with the current production version on the same rows (see
+    ``model_version_compare``) and refuses a worse one with a 409 ``gate_failed``, unless
+    ``force`` is set (the reason then says why). The stage history keeps both models' numbers,
+    the gate's verdict and whether it was forced.
     """
     if not reason.strip():
+        if force:
+            raise ApplicationError(
+                "Say why this version is promoted despite the promotion gate.",
+                fields={"reason": "required when forcing past the gate"},
+            )
         raise ApplicationError("Say why this version is promoted.", fields={"reason": "required"})
-    model_version_load(model_version=model_version)
+    loaded = model_version_load(model_version=model_version)
+    gate = _gate_check(model_version, loaded, force=force)
+    return _promote(model_version, user=user, reason=reason, gate=gate)
+
+
+def _promote(
+    model_version: ModelVersion, *, user: Any, reason: str, gate: dict[str, Any] | None
+) -> ModelVersion:
+    """The stage change itself; ``gate`` is None when no gate applies (rollback)."""
     try:
         with transaction.atomic():
             target = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
@@ -150,13 +171,28 @@ def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str
                 .filter(name=target.name, stage=Stage.PRODUCTION)
                 .first()
             )
+            if gate is not None and (current.pk if current else None) != gate["production_id"]:
+                # Someone promoted another version while this one was being compared.
+                raise ApplicationError(
+                    f"Production of {target.name} changed while {target} was being compared "
+                    f"(now {current or 'none'}); promote again to compare with it.",
+                    code="conflict",
+                    status_code=409,
+                )
             if current is not None:
                 _stage_set(
                     current, Stage.ARCHIVED, user=user, reason=f"replaced by {target}: {reason}"
                 )
-            _stage_set(target, Stage.PRODUCTION, user=user, reason=reason)
-    except DbIntegrityError as exc:
+            metrics = {**target.metrics, "gate": gate} if gate is not None else None
+            _stage_set(target, Stage.PRODUCTION, user=user, reason=reason, metrics=metrics)
+    except (DbIntegrityError, OperationalError) as exc:
         # Another promotion of the same name committed first; the constraint kept one winner.
+        # (SQLite, the local default, has no row locks: the loser's write fails as "locked".)
+        lost = isinstance(exc, DbIntegrityError) or (
+            connection.vendor == "sqlite" and "locked" in str(exc)
+        )
+        if not lost:
+            raise
         raise ApplicationError(
             f"Another promotion of {model_version.name} happened at the same time; try again.",
             code="conflict",
@@ -166,6 +202,150 @@ def model_version_promote(*, model_version: ModelVersion, user: Any, reason: str
     logger.info("model_promoted", model=str(target), reason=reason)
     model_version.refresh_from_db()
     return model_version
+
+
+def model_version_compare(
+    *, candidate: LoadedModel, production: LoadedModel
+) -> evaluation.Comparison:
+    """Score candidate and production on the same labelled rows.
+
+    The rows: GATE_SYNTHETIC_ROWS fresh rows of the documented synthetic generator (fixed
+    seed, see ``evaluation.GATE_SYNTHETIC_SEED``) when both models use only generator
+    features; plus, when the audit log holds GATE_MIN_OUTCOMES outcomes of each class whose
+    inputs cover both models' features, those outcomes, leaving out any prediction either
+    model was trained on. A model from a CSV with other features is judged on outcomes only.
+    """
+    names = (candidate.manifest.feature_names, production.manifest.feature_names)
+    sets = []
+    if evaluation.synthetic_covers(*names):
+        sets.append(evaluation.synthetic_holdout())
+    exclude = prediction_ids_read(manifest=candidate.manifest.to_dict())
+    exclude |= prediction_ids_read(manifest=production.manifest.to_dict())
+    reader = import_string(settings.MLCORE_OUTCOME_READER)
+    outcomes = reader(
+        feature_names=sorted(set(names[0]) | set(names[1])),
+        exclude_ids=exclude,
+        min_per_class=settings.GATE_MIN_OUTCOMES,
+    )
+    if outcomes is not None:
+        sets.append(outcomes)
+    return evaluation.compare(
+        candidate.predictor, production.predictor, sets, bands=candidate.manifest.risk_bands
+    )
+
+
+def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool) -> dict:
+    """Run the promotion gate; return what the stage history records, or raise 409."""
+    current = (
+        ModelVersion.objects.filter(name=model_version.name, stage=Stage.PRODUCTION)
+        .exclude(pk=model_version.pk)
+        .first()
+    )
+    record: dict[str, Any] = {
+        "production_id": current.pk if current else None,
+        "production": str(current) if current else None,
+        "forced": bool(force),
+        "max_auc_drop": settings.GATE_MAX_AUC_DROP,
+        "min_recall_high": settings.GATE_MIN_RECALL_HIGH,
+    }
+    if current is None:
+        record.update(passed=True, note="no production version to compare with")
+        return record
+    try:
+        production = model_version_load(model_version=current)
+    except ApplicationError as exc:
+        # Production cannot serve anyway; a loadable candidate can only be an improvement.
+        record.update(passed=True, note=f"production could not be loaded: {exc.message}")
+        return record
+    try:
+        comparison = model_version_compare(candidate=loaded, production=production)
+    except EngineError as exc:
+        raise engine_error_to_application(exc, status_code=409) from exc
+    result = comparison.gate(settings.GATE_MAX_AUC_DROP, settings.GATE_MIN_RECALL_HIGH)
+    record.update(comparison.to_dict(), **result.to_dict())
+    if not comparison.sets:
+        record.update(
+            passed=False,
+            reasons=[
+                f"{model_version} and {current} share no labelled rows to compare on: their "
+                "features are not all produced by the synthetic generator and there are fewer "
+                f"than {settings.GATE_MIN_OUTCOMES} recorded outcomes of each class"
+            ],
+            failures={"gate": "no common labelled rows"},
+        )
+    if not record["passed"] and not force:
+        raise ApplicationError(
+            f"Promotion gate: {model_version} is refused against {current}: "
+            + "; ".join(record["reasons"])
+            + ". Promote with force and a reason to override.",
+            fields=record["failures"],
+            code="gate_failed",
+            status_code=409,
+        )
+    logger.info(
+        "promotion_gate",
+        model=str(model_version),
+        production=str(current),
+        passed=record["passed"],
+        forced=force,
+    )
+    return record
+
+
+# Up to this many prediction ids go into the manifest itself; more go to a file next to the
+# artifact, pinned in the manifest by its SHA-256, so the manifest (read on every model
+# load) stays small.
+PREDICTION_IDS_INLINE_MAX = 200
+
+
+def prediction_ids_store(*, name: str, ids: list[str]) -> tuple[dict[str, Any], Path | None]:
+    """The manifest entry for the prediction ids a model was trained on, and the file written
+    (None when the ids are inline). The file is named by its content's hash."""
+    if len(ids) <= PREDICTION_IDS_INLINE_MAX:
+        return {"count": len(ids), "ids": list(ids)}, None
+    content = ("\n".join(ids) + "\n").encode()
+    digest = hashlib.sha256(content).hexdigest()
+    model_dir = Path(settings.FLOODSITE_MODEL_DIR) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / f"prediction-ids-{digest[:16]}.txt"
+    created = not path.exists()
+    path.write_bytes(content)
+    entry = {
+        "count": len(ids),
+        "file": str(path.relative_to(settings.MEDIA_ROOT)),
+        "sha256": digest,
+    }
+    return entry, (path if created else None)
+
+
+def prediction_ids_read(*, manifest: dict[str, Any]) -> set[str]:
+    """The prediction ids a version was trained on (empty when it was not trained on any).
+
+    A file whose SHA-256 differs from the manifest is refused rather than half-trusted.
+    """
+    entry = (manifest.get("data_fingerprint") or {}).get("prediction_ids")
+    if not entry:
+        return set()
+    if "ids" in entry:
+        return set(entry["ids"])
+    path = Path(settings.MEDIA_ROOT) / entry["file"]
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ApplicationError(
+            f"The list of predictions {manifest.get('name')} was trained on is missing "
+            f"({entry['file']}).",
+            code="artifact_missing",
+            status_code=409,
+        ) from exc
+    if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+        raise ApplicationError(
+            f"The list of predictions {manifest.get('name')} was trained on ({entry['file']}) "
+            "differs from its recorded SHA-256.",
+            code="integrity",
+            status_code=409,
+        )
+    return set(content.decode().split())
 
 
 def model_version_rollback(*, name: str, user: Any, reason: str) -> ModelVersion:
@@ -185,22 +365,210 @@ def model_version_rollback(*, name: str, user: Any, reason: str) -> ModelVersion
             code="no_previous_version",
             status_code=409,
         )
-    return model_version_promote(
-        model_version=previous_change.model_version, user=user, reason=f"rollback: {reason}"
-    )
+    if not reason.strip():
+        raise ApplicationError("Say why you roll back.", fields={"reason": "required"})
+    # An emergency action: the promotion gate does not apply (the version served before and
+    # is being restored because the newer one misbehaves), but the artifact is still verified.
+    previous = previous_change.model_version
+    model_version_load(model_version=previous)
+    return _promote(previous, user=user, reason=f"rollback: {reason}", gate=None)
 
 
-def _stage_set(mv: ModelVersion, stage: str, *, user: Any, reason: str) -> None:
+def _stage_set(
+    mv: ModelVersion, stage: str, *, user: Any, reason: str, metrics: dict | None = None
+) -> None:
     StageChange.objects.create(
         model_version=mv,
         from_stage=mv.stage,
         to_stage=stage,
         changed_by=user,
         reason=reason,
-        metrics=mv.metrics,
+        metrics=mv.metrics if metrics is None else metrics,
     )
     mv.stage = stage
-    mv.save(update_fields=["stage", "updated_at"])
+    if stage != Stage.CANARY:
+        mv.canary_percent = 0  # a share of users only means something while in canary
+    mv.save(update_fields=["stage", "canary_percent", "updated_at"])
+
+
+# --- shadow and canary ----------------------------------------------------------------------
+
+CANARY_PERCENT_RANGE = (1, 99)
+
+
+def _trial_stage_check(mv: ModelVersion, *, to_stage: str, allowed_from: tuple[str, ...]) -> None:
+    if mv.stage in allowed_from:
+        return
+    if to_stage == Stage.CANDIDATE:  # stopping a shadow or canary
+        message = (
+            f"{mv} is {mv.get_stage_display().lower()}, not {allowed_from[0]}; nothing to stop."
+        )
+    else:
+        message = (
+            f"{mv} is {mv.get_stage_display().lower()}; only a "
+            f"{' or '.join(str(stage) for stage in allowed_from)} version can become the "
+            f"{to_stage}."
+        )
+    raise ApplicationError(
+        message, fields={"stage": f"is {mv.stage}"}, code="wrong_stage", status_code=409
+    )
+
+
+def _same_features(mv: ModelVersion, production: ModelVersion) -> None:
+    """A shadow or canary scores the values validated for production: same features, order."""
+    live = [feature["name"] for feature in production.manifest["features"]]
+    mine = [feature["name"] for feature in mv.manifest["features"]]
+    if live == mine:
+        return
+    fields = {name: f"used by {production}, missing from {mv}" for name in live if name not in mine}
+    fields.update({name: f"not a feature of {production}" for name in mine if name not in live})
+    if not fields:
+        fields = {"features": f"same features as {production} in another order"}
+    raise ApplicationError(
+        f"{mv} does not take the same features as production {production}: "
+        + ", ".join(sorted(fields))
+        + ".",
+        fields=fields,
+        code="feature_mismatch",
+    )
+
+
+def _trial_ready(mv: ModelVersion, *, to_stage: str, allowed_from: tuple[str, ...]) -> None:
+    """Before a version serves live traffic: right stage, production's features, loads cleanly.
+
+    The load checks the artifact's SHA-256 and library versions, so a missing or tampered
+    file is refused here and production keeps serving alone.
+    """
+    _trial_stage_check(mv, to_stage=to_stage, allowed_from=allowed_from)
+    production = ModelVersion.objects.filter(name=mv.name, stage=Stage.PRODUCTION).first()
+    if production is None:
+        raise ApplicationError(
+            f"{mv.name} has no production version to run {mv} next to.",
+            code="no_production_model",
+            status_code=409,
+        )
+    _same_features(mv, production)
+    try:
+        model_version_load(model_version=mv)
+    except ApplicationError as exc:
+        raise ApplicationError(
+            exc.message, fields=exc.fields, code=exc.code, status_code=409
+        ) from exc
+
+
+def _trial_change(
+    mv: ModelVersion,
+    *,
+    to_stage: str,
+    allowed_from: tuple[str, ...],
+    user: Any,
+    reason: str,
+    percent: int = 0,
+) -> ModelVersion:
+    """Lock, re-check and record one stage change of a shadow/canary; clear the cache."""
+    try:
+        with transaction.atomic():
+            target = ModelVersion.objects.select_for_update().get(pk=mv.pk)
+            _trial_stage_check(target, to_stage=to_stage, allowed_from=allowed_from)
+            if to_stage in (Stage.SHADOW, Stage.CANARY):
+                holder = (
+                    ModelVersion.objects.filter(name=target.name, stage=to_stage)
+                    .exclude(pk=target.pk)
+                    .first()
+                )
+                if holder is not None:
+                    raise ApplicationError(
+                        f"{holder} is already the {to_stage} of {target.name}; stop it first.",
+                        fields={"stage": f"{holder} holds it"},
+                        code=f"{to_stage}_taken",
+                        status_code=409,
+                    )
+            target.canary_percent = percent
+            _stage_set(target, to_stage, user=user, reason=reason)
+    except DbIntegrityError as exc:
+        raise ApplicationError(
+            f"Another change of {mv.name}'s {to_stage} happened at the same time; try again.",
+            code="conflict",
+            status_code=409,
+        ) from exc
+    predictor_cache_clear(name=target.name)
+    logger.info("model_stage_changed", model=str(target), stage=to_stage, reason=reason)
+    mv.refresh_from_db()
+    return mv
+
+
+def _reason_required(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise ApplicationError(f"Say why {what}.", fields={"reason": "required"})
+
+
+def model_version_shadow_start(
+    *, model_version: ModelVersion, user: Any, reason: str
+) -> ModelVersion:
+    """Put a candidate in shadow: it scores every live request next to production and its
+    answers are stored on the audit rows, never returned. One shadow per model name."""
+    _reason_required(reason, "this version goes into shadow")
+    allowed = (Stage.CANDIDATE, Stage.CANARY)
+    _trial_ready(model_version, to_stage=Stage.SHADOW, allowed_from=allowed)
+    return _trial_change(
+        model_version, to_stage=Stage.SHADOW, allowed_from=allowed, user=user, reason=reason
+    )
+
+
+def model_version_shadow_stop(
+    *, model_version: ModelVersion, user: Any, reason: str
+) -> ModelVersion:
+    """Stop shadow scoring; the version goes back to candidate (its stored answers stay)."""
+    _reason_required(reason, "the shadow stops")
+    return _trial_change(
+        model_version,
+        to_stage=Stage.CANDIDATE,
+        allowed_from=(Stage.SHADOW,),
+        user=user,
+        reason=f"shadow stopped: {reason}",
+    )
+
+
+def model_version_canary_start(
+    *, model_version: ModelVersion, percent: int, user: Any, reason: str
+) -> ModelVersion:
+    """Let a candidate (or the shadow) answer ``percent`` % of users instead of production.
+
+    Users are split by a stable hash of their id (mlcore.selectors.canary_bucket), so each one
+    always gets the same model; calling this again on the canary changes its share.
+    """
+    low, high = CANARY_PERCENT_RANGE
+    if isinstance(percent, bool) or not isinstance(percent, int) or not low <= percent <= high:
+        raise ApplicationError(
+            f"A canary answers between {low}% and {high}% of users, not {percent!r}.",
+            fields={"percent": f"a whole number from {low} to {high}"},
+        )
+    _reason_required(reason, "this version becomes the canary")
+    allowed = (Stage.CANDIDATE, Stage.SHADOW, Stage.CANARY)
+    _trial_ready(model_version, to_stage=Stage.CANARY, allowed_from=allowed)
+    return _trial_change(
+        model_version,
+        to_stage=Stage.CANARY,
+        allowed_from=allowed,
+        user=user,
+        reason=f"canary for {percent}% of users: {reason}",
+        percent=percent,
+    )
+
+
+def model_version_canary_stop(
+    *, model_version: ModelVersion, user: Any, reason: str
+) -> ModelVersion:
+    """Roll a canary back in one action: every user is answered by production again and the
+    version goes back to candidate."""
+    _reason_required(reason, "the canary stops")
+    return _trial_change(
+        model_version,
+        to_stage=Stage.CANDIDATE,
+        allowed_from=(Stage.CANARY,),
+        user=user,
+        reason=f"canary rolled back: {reason}",
+    )
 
 
 def model_version_train(

@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from floodsite import metrics
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import schema
 from mlcore.engine.inference import score_batch
@@ -408,7 +409,8 @@ def _write_audit_rows(
     if connection.vendor == "postgresql":
         columns = (
             "id, created_at, user_id, source, model_version_id, inputs, probability, label, "
-            "risk_band, explanation, out_of_range, latency_ms, request_id, batch_id, batch_row"
+            "risk_band, explanation, out_of_range, latency_ms, request_id, batch_id, batch_row, "
+            "shadow_risk_band, shadow_error"
         )
         keys = [f'"{name}": ' for name in names]
         # Everything but the id, inputs, outputs and row number is the same on every line.
@@ -423,6 +425,7 @@ def _write_audit_rows(
             + f"{probability}\t{label}\t{band}"
             + (tail % outside)
             + str(row)
+            + "\t\t"  # no shadow scoring for batches: empty shadow band and error
             for uid, cells, probability, label, band, outside, row in zip(
                 _uuid7_hex(len(values)),
                 text.cells,
@@ -537,6 +540,12 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
         done, total = (
             BatchJob.objects.filter(pk=job.pk).values_list("chunks_done", "chunks_total").get()
         )
+    metrics.batch_chunk_observed(
+        model_version=loaded.label,
+        bands=scores.risk_band,
+        failed=failed_rows,
+        seconds=time.perf_counter() - started,
+    )
     return done == total
 
 
@@ -589,6 +598,25 @@ def batch_finalize(*, job_id: str) -> BatchJob | None:
         failed=job.failed_rows,
     )
     return job
+
+
+def batch_fail(*, job_id: str, error: BaseException) -> None:
+    """A task of the job failed for good: the job stops as failed instead of hanging "running".
+
+    The rows of chunks that committed stay in the audit log; the owner sees the reason.
+    """
+    updated = BatchJob.objects.filter(
+        pk=job_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING]
+    ).update(
+        status=BatchStatus.FAILED,
+        finished_at=timezone.now(),
+        error=(
+            f"Scoring stopped on an internal error ({type(error).__name__}); rows scored "
+            "before it are kept. An administrator can find the details in the worker log."
+        ),
+    )
+    if updated:
+        logger.error("batch_failed", job=job_id, error=f"{type(error).__name__}: {error}"[:500])
 
 
 def batch_resume_stalled() -> list[tuple[str, list[int]]]:

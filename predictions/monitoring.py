@@ -35,7 +35,8 @@ import structlog
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Sum, Window
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from floodsite.exceptions import ApplicationError
@@ -110,6 +111,7 @@ def model_accuracy_get(
     """
     result: dict[str, Any] = {
         "model_version": str(model_version),
+        "model_version_id": model_version.pk,
         "window": _window(since, until),
         "training_roc_auc": model_version.metrics.get("roc_auc"),
     }
@@ -582,3 +584,143 @@ def alert_resolve(*, alert: Alert, user: Any) -> Alert:
             alert.resolved_at = timezone.now()
             alert.save(update_fields=["status", "resolved_by", "resolved_at"])
     return alert
+
+
+# --- Reads for the monitoring dashboard -----------------------------------------------------
+
+VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
+# Most points a chart of stored checks draws: a 30-day window of 5-minute checks is thinned
+# evenly to this many rather than read whole.
+SERIES_POINTS = 240
+_SEVERITY_ORDER: dict[str, int] = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1}
+_SERIES_KEYS = {
+    "p50": "metrics__latency_ms__interactive__p50",
+    "p95": "metrics__latency_ms__interactive__p95",
+    "latency_n": "metrics__latency_ms__interactive__n",
+    "error_rate": "metrics__error_rate__rate",
+    "batch_rows": "metrics__error_rate__rows",
+    "failed_rows": "metrics__error_rate__failed_rows",
+    "drift_features": "metrics__drift__features",
+    "probability_psi": "metrics__drift__probability__psi",
+}
+
+
+def user_can_monitor(user: Any) -> bool:
+    """Staff and auditors (who may read every prediction) see monitoring and its alerts."""
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(user.is_staff or user.has_perm(VIEW_ALL_PERMISSION))
+
+
+def prediction_band_series(
+    *, since: datetime, until: datetime, bucket: str = "hour"
+) -> list[dict[str, Any]]:
+    """Predictions made in [since, until) counted per time bucket ("hour" or "day") and band.
+
+    One GROUP BY over the created_at index; buckets without predictions are absent.
+    """
+    trunc = {"hour": TruncHour, "day": TruncDay}[bucket]
+    rows = (
+        Prediction.objects.filter(created_at__gte=since, created_at__lt=until)
+        .annotate(bucket=trunc("created_at"))
+        .values("bucket", "risk_band")
+        .annotate(n=Count("id"))
+        .order_by("bucket", "risk_band")
+    )
+    return [{"bucket": row["bucket"], "band": row["risk_band"], "n": row["n"]} for row in rows]
+
+
+def prediction_exists(*, since: datetime, until: datetime) -> bool:
+    return Prediction.objects.filter(created_at__gte=since, created_at__lt=until).exists()
+
+
+def monitoring_report_latest(
+    *, since: datetime | None = None, until: datetime | None = None
+) -> MonitoringReport | None:
+    reports = MonitoringReport.objects.select_related("model_version")
+    if since:
+        reports = reports.filter(created_at__gte=since)
+    if until:
+        reports = reports.filter(created_at__lt=until)
+    return reports.order_by("-created_at", "-id").first()
+
+
+def monitoring_report_series(
+    *, since: datetime, until: datetime, points: int = SERIES_POINTS
+) -> list[dict[str, Any]]:
+    """Latency, batch error rate and PSI per subject of each check stored in [since, until).
+
+    Oldest first, thinned evenly to at most ``points`` checks (the newest always kept). Only
+    the JSON keys the charts draw are read, never whole reports.
+    """
+    ids = list(
+        MonitoringReport.objects.filter(created_at__gte=since, created_at__lt=until)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+    )
+    if len(ids) > points > 1:
+        step = (len(ids) - 1) / (points - 1)
+        ids = sorted({ids[round(i * step)] for i in range(points)})
+    rows = (
+        MonitoringReport.objects.filter(pk__in=ids)
+        .order_by("created_at", "id")
+        .values("id", "created_at", *_SERIES_KEYS.values())
+    )
+    series = []
+    for row in rows:
+        point = {"id": row["id"], "created_at": row["created_at"]}
+        point.update({name: row[key] for name, key in _SERIES_KEYS.items()})
+        psi_by_subject = {
+            subject: entry.get("psi")
+            for subject, entry in (point.pop("drift_features") or {}).items()
+            if isinstance(entry, dict)
+        }
+        probability_psi = point.pop("probability_psi")
+        if probability_psi is not None:
+            psi_by_subject[PROBABILITY_SUBJECT] = probability_psi
+        point["psi"] = psi_by_subject
+        series.append(point)
+    return series
+
+
+def batch_error_rate_get(*, since: datetime, until: datetime) -> dict[str, Any]:
+    """Failed / processed rows of batch jobs that made progress in [since, until)."""
+    return _batch_errors(since=since, until=until)
+
+
+def alert_list_active() -> list[Alert]:
+    """Open and acknowledged alerts: critical first, then the most recently seen."""
+    alerts = list(
+        Alert.objects.filter(status__in=ACTIVE_ALERT_STATUSES).select_related("acknowledged_by")
+    )
+    alerts.sort(key=lambda alert: alert.last_seen, reverse=True)
+    alerts.sort(key=lambda alert: _SEVERITY_ORDER.get(alert.severity, 2))
+    return alerts
+
+
+def alert_list_seen(*, kind: str, since: datetime) -> list[Alert]:
+    """Alerts of one kind, whatever their status, last seen at or after ``since``."""
+    return list(
+        Alert.objects.filter(kind=kind, last_seen__gte=since).select_related(
+            "acknowledged_by", "resolved_by"
+        )[:20]
+    )
+
+
+def alert_get(*, alert_id: int) -> Alert:
+    try:
+        return Alert.objects.get(pk=alert_id)
+    except Alert.DoesNotExist as exc:
+        raise ApplicationError(
+            "There is no such alert.", code="not_found", status_code=404
+        ) from exc
+
+
+def alert_banner_get(*, limit: int = 3) -> dict[str, Any]:
+    """The newest open alerts and how many are open, in one query (a window count)."""
+    alerts = list(
+        Alert.objects.filter(status=AlertStatus.OPEN)
+        .annotate(open_total=Window(Count("id")))
+        .order_by("-last_seen", "-id")[:limit]
+    )
+    return {"total": alerts[0].open_total if alerts else 0, "alerts": alerts}

@@ -1,8 +1,9 @@
 """Writes on predictions: score through mlcore and log the audit row before anything returns.
 
 Every prediction, from the web form, the API or a batch, passes through prediction_create or
-prediction_create_many; both validate against the production model's manifest, score, and
-insert the audit rows in one transaction.
+prediction_create_many; both validate against the answering model's manifest (production,
+or the canary for its share of users), score (and shadow-score), and insert the audit rows in
+one transaction.
 """
 
 from __future__ import annotations
@@ -15,24 +16,53 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from floodsite import metrics
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import schema
 from mlcore.engine.errors import SchemaError
 from mlcore.engine.inference import Prediction as Scored
-from mlcore.selectors import LoadedModel, predictor_get_active
+from mlcore.selectors import LoadedModel, ServingSet, serving_set_get
 from predictions.models import IdempotencyRecord, Outcome, Prediction
+
+logger = structlog.get_logger(__name__)
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Field devices' clocks drift; an observation a few minutes "ahead" is not an error.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _active_model() -> LoadedModel:
-    return predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
+SHADOW_ERROR_MAX = 300  # Prediction.shadow_error's length
+
+
+def _serving_set() -> ServingSet:
+    return serving_set_get(name=settings.FLOODSITE_MODEL_NAME)
+
+
+def _shadow_scores(
+    serving: ServingSet, answering: LoadedModel, matrix: Any
+) -> tuple[int | None, list[Scored] | None, str]:
+    """The shadow version's answers for the same validated rows, or why there are none.
+
+    Never raises: whatever the shadow does, the answering model's result stands. Scores only
+    (no explanations), so the shadow costs one more backend call per request.
+    """
+    shadow_id = serving.shadow_version_id
+    if shadow_id is None or shadow_id == answering.model_version_id:
+        return None, None, ""
+    if serving.shadow is None:
+        reason = serving.shadow_error or "the shadow version could not be loaded"
+        return shadow_id, None, reason[:SHADOW_ERROR_MAX]
+    try:
+        return shadow_id, serving.shadow.predictor.predict_many(matrix, explain=False), ""
+    except Exception as exc:  # a broken shadow must never fail the request it shadows
+        reason = f"{type(exc).__name__}: {exc}"[:SHADOW_ERROR_MAX]
+        logger.warning("shadow_failed", model=serving.shadow.label, error=reason)
+        return shadow_id, None, reason
 
 
 def _row(
@@ -46,6 +76,9 @@ def _row(
     request_id: str,
     client_ip: str | None,
     created_at: datetime,
+    shadow_version_id: int | None = None,
+    shadow: Scored | None = None,
+    shadow_error: str = "",
 ) -> Prediction:
     return Prediction(
         created_at=created_at,
@@ -61,6 +94,10 @@ def _row(
         latency_ms=latency_ms,
         request_id=request_id[:128],
         client_ip=client_ip,
+        shadow_model_version_id=shadow_version_id,
+        shadow_probability=shadow.probability if shadow is not None else None,
+        shadow_risk_band=shadow.risk_band if shadow is not None else "",
+        shadow_error=shadow_error,
     )
 
 
@@ -80,9 +117,15 @@ def prediction_create(
     request_id: str = "",
     client_ip: str | None = None,
 ) -> Prediction:
-    """Validate one set of inputs, score it with the production model and log the audit row."""
+    """Validate one set of inputs, score it and log the audit row.
+
+    The canary answers the users in its share (sticky per user), production everyone else;
+    the row names the version that answered. A shadow, when set, scores the same values and
+    its answer (or its error) goes on the same row, never into the response.
+    """
     started = time.perf_counter()
-    loaded = _active_model()
+    serving = _serving_set()
+    loaded = serving.answering(user_id=getattr(user, "pk", None))
     try:
         values = schema.validate_inputs(loaded.manifest, inputs)
     except SchemaError as exc:
@@ -93,6 +136,7 @@ def prediction_create(
         ) from exc
     scored = loaded.predictor.predict_one(values)
     latency_ms = (time.perf_counter() - started) * 1000
+    shadow_id, shadow, shadow_error = _shadow_scores(serving, loaded, values)
     row = _row(
         scored=scored,
         inputs=_named_inputs(loaded, values),
@@ -103,9 +147,13 @@ def prediction_create(
         request_id=request_id,
         client_ip=client_ip,
         created_at=timezone.now(),
+        shadow_version_id=shadow_id,
+        shadow=shadow[0] if shadow else None,
+        shadow_error=shadow_error,
     )
     # One INSERT in autocommit: the row is durable before the caller sees the answer.
     row.save(force_insert=True)
+    metrics.prediction_observed(source, loaded.label, scored.risk_band)
     return row
 
 
@@ -130,7 +178,8 @@ def prediction_create_many(
             fields={"instances": f"at most {limit} items, got {len(instances)}"},
             code="too_many_instances",
         )
-    loaded = _active_model()
+    serving = _serving_set()
+    loaded = serving.answering(user_id=getattr(user, "pk", None))
     checked = schema.validate_rows(loaded.manifest, instances)
     if checked.errors:
         fields: dict[str, str] = {}
@@ -143,6 +192,7 @@ def prediction_create_many(
         )
     scored = loaded.predictor.predict_many(checked.matrix)
     latency_ms = (time.perf_counter() - started) * 1000 / len(instances)
+    shadow_id, shadow, shadow_error = _shadow_scores(serving, loaded, checked.matrix)
     now = timezone.now()
     rows = [
         _row(
@@ -155,11 +205,15 @@ def prediction_create_many(
             request_id=request_id,
             client_ip=client_ip,
             created_at=now,
+            shadow_version_id=shadow_id,
+            shadow=shadow[index] if shadow else None,
+            shadow_error=shadow_error,
         )
-        for result, values in zip(scored, checked.matrix, strict=True)
+        for index, (result, values) in enumerate(zip(scored, checked.matrix, strict=True))
     ]
     with transaction.atomic():
         Prediction.objects.bulk_create(rows)
+    metrics.predictions_observed(source, loaded.label, [row.risk_band for row in rows])
     return rows
 
 

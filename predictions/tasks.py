@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from predictions import batches
@@ -20,20 +20,29 @@ RETRY = {
 }
 
 
-@shared_task(acks_late=True, **RETRY)
+class BatchTask(Task):
+    """A batch task that fails for good (not a retried transient error) fails its job."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        job_id = args[0] if args else kwargs.get("job_id")
+        if job_id:
+            batches.batch_fail(job_id=job_id, error=exc)
+
+
+@shared_task(base=BatchTask, acks_late=True, **RETRY)
 def batch_split_task(job_id: str) -> None:
     indexes = batches.batch_split(job_id=job_id)
     for index in indexes:
         batch_chunk_task.apply_async(args=[job_id, index])
 
 
-@shared_task(acks_late=True, **RETRY)
+@shared_task(base=BatchTask, acks_late=True, **RETRY)
 def batch_chunk_task(job_id: str, index: int) -> None:
     if batches.batch_chunk_process(job_id=job_id, index=index):
         batch_finalize_task.apply_async(args=[job_id])
 
 
-@shared_task(acks_late=True, **RETRY)
+@shared_task(base=BatchTask, acks_late=True, **RETRY)
 def batch_finalize_task(job_id: str) -> None:
     batches.batch_finalize(job_id=job_id)
 

@@ -12,4 +12,9 @@ urlpatterns = [
         views.ModelDetailApi.as_view(),
         name="api-model-detail",
     ),
+    path(
+        "models/<slug:name>/<int:version>/onnx",
+        views.ModelOnnxApi.as_view(),
+        name="api-model-onnx",
+    ),
 ]

@@ -1,18 +1,27 @@
-"""API views for the model registry: list versions, one version's manifest, the active one."""
+"""API views for the model registry: list versions, one version's manifest, the active one,
+and the edge download (ONNX + manifest) of any version."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlcore.models import ModelVersion, Stage
-from mlcore.selectors import model_version_get, model_version_get_production, model_version_list
+from mlcore.selectors import (
+    model_version_get,
+    model_version_get_production,
+    model_version_list,
+    model_version_onnx_bundle,
+)
 
 
 class ModelVersionOut(serializers.Serializer):
@@ -72,3 +81,49 @@ class ModelDetailApi(APIView):
     def get(self, request: Request, name: str, version: int) -> Response:
         mv = model_version_get(name=name, version=version)
         return Response(model_version_to_dict(mv, manifest=True))
+
+
+class JsonErrorsNegotiation(BaseContentNegotiation):
+    """The download answers a zip whatever Accept says; its errors are always the JSON body."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ModelOnnxApi(APIView):
+    throttle_scope = "read"
+    content_negotiation_class = JsonErrorsNegotiation
+
+    @extend_schema(
+        operation_id="models_onnx_download",
+        summary="Download a version's ONNX model for offline scoring",
+        description=(
+            "A zip with `model.onnx`, `manifest.json` (feature order under `onnx_input.order`, "
+            "input dtype, risk bands, `onnx_sha256`) and `SHA256SUMS`. The `X-Model-SHA256` "
+            "header carries the SHA-256 of `model.onnx`; the file's hash is checked against "
+            "the registry before it is sent. A version whose ONNX conversion failed the parity "
+            "check has no file (409 `onnx_unavailable`); a file changed on the server is a 409 "
+            "`integrity`."
+        ),
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The zip; headers `X-Model-SHA256` and `Content-Disposition`.",
+            ),
+            (409, "application/json"): OpenApiResponse(
+                {"$ref": "#/components/schemas/Error"},
+                description="No ONNX file for this version, or the file fails its SHA-256.",
+            ),
+        },
+    )
+    def get(self, request: Request, name: str, version: int) -> HttpResponse:
+        bundle = model_version_onnx_bundle(
+            model_version=model_version_get(name=name, version=version)
+        )
+        response = HttpResponse(bundle.content, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+        response["X-Model-SHA256"] = bundle.onnx_sha256
+        return response

@@ -6,43 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mlcore', '0001_initial'),
+        ("mlcore", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='canary_percent',
-            field=models.PositiveSmallIntegerField(default=0, help_text='Share of users (0-100, sticky per user) a canary version answers.', validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)]),
+            model_name="modelversion",
+            name="canary_percent",
+            field=models.PositiveSmallIntegerField(
+                default=0,
+                help_text="Share of users (0-100, sticky per user) a canary version answers.",
+                validators=[
+                    django.core.validators.MinValueValidator(0),
+                    django.core.validators.MaxValueValidator(100),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='modelversion',
-            name='stage',
-            field=models.CharField(choices=[('candidate', 'Candidate'), ('shadow', 'Shadow'), ('canary', 'Canary'), ('production', 'Production'), ('archived', 'Archived')], default='candidate', max_length=12),
+            model_name="modelversion",
+            name="stage",
+            field=models.CharField(
+                choices=[
+                    ("candidate", "Candidate"),
+                    ("shadow", "Shadow"),
+                    ("canary", "Canary"),
+                    ("production", "Production"),
+                    ("archived", "Archived"),
+                ],
+                default="candidate",
+                max_length=12,
+            ),
         ),
         migrations.AlterField(
-            model_name='stagechange',
-            name='from_stage',
-            field=models.CharField(blank=True, choices=[('candidate', 'Candidate'), ('shadow', 'Shadow'), ('canary', 'Canary'), ('production', 'Production'), ('archived', 'Archived')], max_length=12),
+            model_name="stagechange",
+            name="from_stage",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("candidate", "Candidate"),
+                    ("shadow", "Shadow"),
+                    ("canary", "Canary"),
+                    ("production", "Production"),
+                    ("archived", "Archived"),
+                ],
+                max_length=12,
+            ),
         ),
         migrations.AlterField(
-            model_name='stagechange',
-            name='to_stage',
-            field=models.CharField(choices=[('candidate', 'Candidate'), ('shadow', 'Shadow'), ('canary', 'Canary'), ('production', 'Production'), ('archived', 'Archived')], max_length=12),
+            model_name="stagechange",
+            name="to_stage",
+            field=models.CharField(
+                choices=[
+                    ("candidate", "Candidate"),
+                    ("shadow", "Shadow"),
+                    ("canary", "Canary"),
+                    ("production", "Production"),
+                    ("archived", "Archived"),
+                ],
+                max_length=12,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('stage', 'shadow')), fields=('name',), name='one_shadow_version_per_name'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("stage", "shadow")),
+                fields=("name",),
+                name="one_shadow_version_per_name",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('stage', 'canary')), fields=('name',), name='one_canary_version_per_name'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("stage", "canary")),
+                fields=("name",),
+                name="one_canary_version_per_name",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.CheckConstraint(condition=models.Q(('canary_percent__gte', 0), ('canary_percent__lte', 100)), name='canary_percent_0_100'),
+            model_name="modelversion",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("canary_percent__gte", 0), ("canary_percent__lte", 100)),
+                name="canary_percent_0_100",
+            ),
         ),
     ]

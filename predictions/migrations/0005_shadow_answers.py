@@ -6,36 +6,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mlcore', '0002_shadow_canary'),
-        ('predictions', '0004_fewer_insert_indexes'),
+        ("mlcore", "0002_shadow_canary"),
+        ("predictions", "0004_fewer_insert_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prediction',
-            name='shadow_error',
-            field=models.CharField(blank=True, help_text='Why the shadow version gave no answer.', max_length=300),
+            model_name="prediction",
+            name="shadow_error",
+            field=models.CharField(
+                blank=True, help_text="Why the shadow version gave no answer.", max_length=300
+            ),
         ),
         migrations.AddField(
-            model_name='prediction',
-            name='shadow_model_version',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='shadow_predictions', to='mlcore.modelversion'),
+            model_name="prediction",
+            name="shadow_model_version",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="shadow_predictions",
+                to="mlcore.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='prediction',
-            name='shadow_probability',
+            model_name="prediction",
+            name="shadow_probability",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='prediction',
-            name='shadow_risk_band',
+            model_name="prediction",
+            name="shadow_risk_band",
             field=models.CharField(blank=True, max_length=30),
         ),
         migrations.AddIndex(
-            model_name='prediction',
-            index=models.Index(condition=models.Q(('shadow_model_version__isnull', False)), fields=['shadow_model_version', '-created_at'], name='prediction_shadow_created'),
+            model_name="prediction",
+            index=models.Index(
+                condition=models.Q(("shadow_model_version__isnull", False)),
+                fields=["shadow_model_version", "-created_at"],
+                name="prediction_shadow_created",
+            ),
         ),
     ]

@@ -210,3 +210,22 @@ def test_a_job_whose_final_step_was_lost_is_finished_when_resumed(submit, settin
     job.refresh_from_db()
     assert job.status == BatchStatus.SUCCEEDED
     assert Path(job.result_file.path).read_text().count("\n") == 101
+
+
+def test_a_task_that_fails_for_good_fails_its_job_instead_of_hanging(submit, settings):
+    from predictions.tasks import batch_chunk_task
+
+    settings.BATCH_CHUNK_ROWS = 40
+    job = submit(sites_csv(100))
+    indexes = batches.batch_split(job_id=str(job.pk))
+    batches.batch_chunk_process(job_id=str(job.pk), index=indexes[0])
+    # A message no chunk can satisfy: a permanent error, not a retried database hiccup.
+    result = batch_chunk_task.apply(args=[str(job.pk), "not-a-chunk"])
+    assert result.failed()
+    job.refresh_from_db()
+    assert job.status == BatchStatus.FAILED
+    assert job.finished_at is not None
+    assert "internal error" in job.error
+    # What the first chunk wrote stays; nothing resumes a failed job.
+    assert Prediction.objects.filter(batch=job).count() == 40
+    assert [j for j, _ in batches.batch_resume_stalled() if j == str(job.pk)] == []

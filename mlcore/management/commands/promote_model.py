@@ -16,11 +16,18 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("version", type=int)
         parser.add_argument("--reason", required=True, help="Why; kept in the stage history.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Promote even if the promotion gate refuses it (recorded as forced).",
+        )
 
     def handle(self, *args, **opts) -> None:
         try:
             mv = model_version_get(name=opts["name"], version=opts["version"])
-            model_version_promote(model_version=mv, user=None, reason=opts["reason"])
+            model_version_promote(
+                model_version=mv, user=None, reason=opts["reason"], force=opts["force"]
+            )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(self.style.SUCCESS(f"{mv} is now in production."))

@@ -1,0 +1,231 @@
+"""The promotion gate: a worse candidate is refused against production unless forced."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from floodsite.exceptions import ApplicationError
+from mlcore.engine import synthetic, training
+from mlcore.models import ModelVersion, Stage, StageChange
+from mlcore.selectors import predictor_get_active
+from mlcore.services import model_version_promote, model_version_register, model_version_rollback
+from predictions.services import outcome_create, prediction_create
+
+CHANGELIST = "/admin/mlcore/modelversion/"
+
+
+@pytest.fixture(scope="module")
+def shuffled_model() -> training.TrainedModel:
+    """Trained on labels shuffled at random: it ranks sites no better than chance."""
+    data = training.synthetic_training_data(n_rows=3_000, seed=11)
+    rng = np.random.default_rng(1)
+    data.frame[synthetic.TARGET] = rng.permutation(data.frame[synthetic.TARGET].to_numpy())
+    return training.train_model(
+        data, name=django_settings.FLOODSITE_MODEL_NAME, seed=11, feature_specs=synthetic.FEATURES
+    )
+
+
+@pytest.fixture(scope="module")
+def other_good_model() -> training.TrainedModel:
+    """As good as the fixture model, trained on other rows with another seed."""
+    data = training.synthetic_training_data(n_rows=6_000, seed=8)
+    return training.train_model(
+        data, name=django_settings.FLOODSITE_MODEL_NAME, seed=8, feature_specs=synthetic.FEATURES
+    )
+
+
+def register(trained: training.TrainedModel) -> ModelVersion:
+    return model_version_register(
+        pipeline=trained.pipeline,
+        manifest=copy.deepcopy(trained.manifest),
+        x_check=trained.x_test[:200],
+    )
+
+
+@pytest.fixture
+def worse(production_model, shuffled_model):
+    return register(shuffled_model)
+
+
+def test_a_clearly_worse_candidate_is_refused_naming_the_metrics(production_model, worse):
+    with pytest.raises(ApplicationError) as caught:
+        model_version_promote(model_version=worse, user=None, reason="newer")
+    error = caught.value
+    assert (error.status_code, error.code) == (409, "gate_failed")
+    assert set(error.fields) == {"roc_auc", "recall_high"}
+    assert str(worse) in error.message and str(production_model) in error.message
+    assert "ROC-AUC on synthetic held-out fell from 0.8" in error.message
+    assert "allowed 0.02" in error.message and "below the minimum 0.45" in error.message
+    worse.refresh_from_db()
+    production_model.refresh_from_db()
+    assert (worse.stage, production_model.stage) == (Stage.CANDIDATE, Stage.PRODUCTION)
+    assert predictor_get_active(name=worse.name).model_version_id == production_model.pk
+    assert not StageChange.objects.filter(to_stage=Stage.PRODUCTION, model_version=worse).exists()
+
+
+def test_the_thresholds_are_settings(production_model, worse, settings):
+    settings.GATE_MAX_AUC_DROP = 1.0
+    settings.GATE_MIN_RECALL_HIGH = 0.0
+    model_version_promote(model_version=worse, user=None, reason="thresholds relaxed")
+    assert ModelVersion.objects.get(pk=worse.pk).stage == Stage.PRODUCTION
+
+
+def test_an_equally_good_candidate_passes_and_both_models_numbers_are_recorded(
+    production_model, other_good_model, admin_user
+):
+    candidate = register(other_good_model)
+    model_version_promote(model_version=candidate, user=admin_user, reason="fresher data")
+    change = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION)
+    gate = change.metrics["gate"]
+    assert gate["passed"] is True and gate["forced"] is False and gate["reasons"] == []
+    assert gate["production"] == str(production_model)
+    assert (gate["max_auc_drop"], gate["min_recall_high"]) == (0.02, 0.45)
+    [held_out] = gate["sets"]  # no outcomes recorded yet: the synthetic rows only
+    assert held_out["name"] == "synthetic held-out" and held_out["n"] == 20_000
+    assert held_out["candidate"]["roc_auc"] > 0.84 and held_out["production"]["roc_auc"] > 0.84
+    assert held_out["candidate"]["recall_high"] >= 0.45
+    assert change.metrics["roc_auc"] == candidate.metrics["roc_auc"]  # training metrics stay
+    assert (change.changed_by, change.reason) == (admin_user, "fresher data")
+
+
+def test_forcing_with_a_reason_promotes_and_records_that_it_was_forced(
+    production_model, worse, admin_user
+):
+    model_version_promote(
+        model_version=worse, user=admin_user, reason="emergency: gauge data changed", force=True
+    )
+    worse.refresh_from_db()
+    assert worse.stage == Stage.PRODUCTION
+    change = StageChange.objects.get(model_version=worse, to_stage=Stage.PRODUCTION)
+    assert change.reason == "emergency: gauge data changed"
+    gate = change.metrics["gate"]
+    assert gate["passed"] is False and gate["forced"] is True
+    assert set(gate["failures"]) == {"roc_auc", "recall_high"}
+    assert gate["sets"][0]["candidate"]["roc_auc"] < 0.6 < gate["sets"][0]["production"]["roc_auc"]
+
+
+def test_forcing_without_a_reason_is_a_400_naming_the_reason(production_model, worse):
+    with pytest.raises(ApplicationError) as caught:
+        model_version_promote(model_version=worse, user=None, reason=" ", force=True)
+    assert caught.value.status_code == 400
+    assert caught.value.fields == {"reason": "required when forcing past the gate"}
+    assert ModelVersion.objects.get(pk=worse.pk).stage == Stage.CANDIDATE
+
+
+def test_force_does_not_pass_a_tampered_artifact(production_model, other_good_model):
+    candidate = register(other_good_model)
+    path = Path(candidate.artifact.path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ApplicationError) as caught:
+        model_version_promote(model_version=candidate, user=None, reason="x", force=True)
+    assert caught.value.code == "integrity"
+    production_model.refresh_from_db()
+    assert production_model.stage == Stage.PRODUCTION
+
+
+def test_a_missing_production_artifact_does_not_block_a_good_candidate(
+    production_model, other_good_model
+):
+    Path(production_model.artifact.path).unlink()
+    candidate = register(other_good_model)
+    model_version_promote(model_version=candidate, user=None, reason="production file lost")
+    gate = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION).metrics
+    assert gate["gate"]["passed"] is True
+    assert "production could not be loaded" in gate["gate"]["note"]
+
+
+def test_rollback_is_not_gated(production_model, worse):
+    model_version_promote(model_version=worse, user=None, reason="try it", force=True)
+    # Rolling back to the better model is not judged; rolling "forward" again would be.
+    restored = model_version_rollback(name=worse.name, user=None, reason="bad alarms")
+    assert restored.pk == production_model.pk
+    change = StageChange.objects.filter(model_version=production_model).first()
+    assert change.to_stage == Stage.PRODUCTION and "gate" not in change.metrics
+
+
+def test_recorded_outcomes_join_the_comparison_once_there_are_enough(
+    production_model, other_good_model, user, settings
+):
+    settings.GATE_MIN_OUTCOMES = 5
+    rows = synthetic.generate(400, seed=21)
+    for _, row in rows.iterrows():
+        inputs = {name: float(row[name]) for name in synthetic.FEATURE_NAMES}
+        prediction = prediction_create(user=user, source="web", inputs=inputs)
+        outcome_create(prediction=prediction, user=user, flooded=bool(row["flooded"]))
+    candidate = register(other_good_model)
+    model_version_promote(model_version=candidate, user=None, reason="with outcomes")
+    gate = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION).metrics
+    names = [item["name"] for item in gate["gate"]["sets"]]
+    assert names == ["synthetic held-out", "recorded outcomes"]
+    outcomes = gate["gate"]["sets"][1]
+    assert outcomes["n"] == 400 and outcomes["floods"] == int(rows["flooded"].sum())
+
+
+def test_the_command_refuses_then_forces(production_model, worse):
+    with pytest.raises(CommandError, match="Promotion gate"):
+        call_command("promote_model", worse.name, str(worse.version), reason="newer")
+    call_command("promote_model", worse.name, str(worse.version), reason="known", force=True)
+    assert ModelVersion.objects.get(pk=worse.pk).stage == Stage.PRODUCTION
+
+
+def test_admin_shows_the_gate_error_then_forces_with_the_checkbox(
+    client, admin_user, production_model, worse
+):
+    client.force_login(admin_user)
+    form = {"action": "promote", ACTION_CHECKBOX_NAME: [worse.pk]}
+    page = client.post(CHANGELIST, form)
+    assert b"Force despite the promotion gate" in page.content
+
+    refused = client.post(CHANGELIST, {**form, "apply": "1", "reason": "newer"}, follow=True)
+    assert "Promotion gate:" in refused.content.decode()
+    assert ModelVersion.objects.get(pk=worse.pk).stage == Stage.CANDIDATE
+
+    forced = {**form, "apply": "1", "reason": "accepted risk", "force": "on"}
+    done = client.post(CHANGELIST, forced, follow=True)
+    assert f"Now in production: {worse}." in done.content.decode()
+    history = client.get(f"{CHANGELIST}{worse.pk}/change/").content.decode()
+    assert "FAILED, forced (synthetic held-out: ROC-AUC 0." in history
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_promoting_at_once_one_wins_the_other_gets_409(register_model, other_good_model):
+    """Two threads, each with its own database connection, promote different candidates."""
+    production = register_model(promote=True)
+    first, second = register(other_good_model), register(other_good_model)
+    barrier = threading.Barrier(2)
+    results: dict[int, object] = {}
+
+    def promote(mv: ModelVersion) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[mv.pk] = model_version_promote(model_version=mv, user=None, reason="race")
+        except ApplicationError as exc:
+            results[mv.pk] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=promote, args=(mv,)) for mv in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    errors = [r for r in results.values() if isinstance(r, ApplicationError)]
+    winners = [r for r in results.values() if isinstance(r, ModelVersion)]
+    assert len(winners) == 1 and len(errors) == 1, results
+    assert (errors[0].status_code, errors[0].code) == (409, "conflict")
+    assert list(
+        ModelVersion.objects.filter(stage=Stage.PRODUCTION).values_list("pk", flat=True)
+    ) == [winners[0].pk]
+    production.refresh_from_db()
+    assert production.stage == Stage.ARCHIVED

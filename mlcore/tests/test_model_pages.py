@@ -1,0 +1,334 @@
+"""Model pages, the shadow comparison, and the edge download scored offline by the README client."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+from django.utils.html import escape
+from rest_framework.test import APIClient
+
+from mlcore.models import ModelVersion, Stage
+from mlcore.selectors import shadow_comparison_get
+from mlcore.services import model_version_shadow_start
+from predictions.models import Outcome, Prediction
+from predictions.tests.factories import UserFactory, make_auditor, token_for
+
+ROOT = Path(django_settings.BASE_DIR)
+CLIENT = ROOT / "docs" / "edge_client.py"
+
+
+@pytest.fixture
+def analyst(db):
+    return UserFactory(username="ana")
+
+
+@pytest.fixture
+def api(analyst):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")
+    return client
+
+
+def _onnx_url(mv: ModelVersion) -> str:
+    return f"/api/v1/models/{mv.name}/{mv.version}/onnx"
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def test_the_model_list_shows_versions_stages_metrics_and_the_canary_share(
+    client, analyst, production_model, register_model
+):
+    canary = register_model(notes="retrained on March outcomes")
+    ModelVersion.objects.filter(pk=canary.pk).update(stage=Stage.CANARY, canary_percent=20)
+    client.force_login(analyst)
+    page = client.get("/models/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f'href="/models/{production_model.name}/{production_model.version}/"' in text
+    assert f"{production_model.metrics['roc_auc']:.3f}" in text
+    assert "answers 20% of users" in text
+    assert "retrained on March outcomes" in text
+    assert 'href="/models/"' in text  # the nav link
+
+
+def test_the_model_page_shows_history_metrics_schema_and_links(client, analyst, production_model):
+    client.force_login(analyst)
+    page = client.get(f"/models/{production_model.name}/{production_model.version}/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "test fixture" in text  # the reason in the stage history
+    assert "Candidate → Production" in text
+    assert f"{production_model.metrics['accuracy']:.3f}" in text
+    for feature in production_model.manifest["features"]:
+        assert feature["name"] in text and escape(feature["description"]) in text
+    name, version = production_model.name, production_model.version
+    assert f'href="/monitoring/?model={name}&amp;version={version}"' in text
+    assert f'href="/models/{name}/{version}/onnx.zip"' in text
+    assert "Shadow comparison" not in text  # analysts do not read others' predictions
+
+
+def test_an_unknown_version_page_is_a_404(client, analyst, production_model):
+    client.force_login(analyst)
+    assert client.get(f"/models/{production_model.name}/99/").status_code == 404
+    assert client.get("/models/no-such-model/1/").status_code == 404
+    assert client.get(f"/models/{production_model.name}/99999999999/").status_code == 404
+
+
+def test_model_pages_need_a_sign_in(client, production_model):
+    page = client.get("/models/")
+    assert page.status_code == 302 and "/accounts/login/" in page["Location"]
+
+
+# --- shadow comparison ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def compared(production_model, register_model, admin_user):
+    """A small hand-built log: four compared rows, one shadow error, two rows left out."""
+    shadow = register_model()
+    model_version_shadow_start(model_version=shadow, user=admin_user, reason="compare")
+    user = UserFactory(username="field")
+    now = timezone.now()
+
+    def row(p, band, sp, sband, *, flooded=None, error="", shadow_mv=shadow, at=now):
+        prediction = Prediction.objects.create(
+            user=user,
+            source="api",
+            model_version=production_model,
+            inputs={},
+            probability=p,
+            label="flood" if p >= 0.5 else "no_flood",
+            risk_band=band,
+            latency_ms=1.0,
+            created_at=at,
+            shadow_model_version=shadow_mv,
+            shadow_probability=sp,
+            shadow_risk_band=sband,
+            shadow_error=error,
+        )
+        if flooded is not None:
+            Outcome.objects.create(
+                prediction=prediction, flooded=flooded, observed_at=now, reported_by=user
+            )
+
+    row(0.10, "low", 0.15, "low", flooded=False)  # both right
+    row(0.30, "moderate", 0.60, "high", flooded=True)  # only the shadow right
+    row(0.55, "high", 0.45, "moderate", flooded=False)  # only the shadow right
+    row(0.90, "severe", 0.85, "severe")  # no outcome
+    row(0.40, "moderate", None, "", error="SchemaError: boom")
+    row(0.20, "moderate", 0.90, "severe", at=now - timedelta(days=40))  # outside the window
+    row(0.20, "moderate", None, "", shadow_mv=None)  # before the shadow started
+    return shadow
+
+
+def test_the_comparison_numbers_on_a_hand_built_case(compared):
+    now = timezone.now()
+    c = shadow_comparison_get(shadow=compared, since=now - timedelta(days=30), until=now)
+    assert (c.rows, c.errors, c.outcomes) == (4, 1, 3)
+    assert c.band_agreement == pytest.approx(50.0)
+    assert c.label_agreement == pytest.approx(50.0)
+    assert c.diff_mean == pytest.approx(0.125)
+    assert c.diff_median == pytest.approx(0.075)
+    assert c.diff_p95 == pytest.approx(0.27)
+    assert c.diff_max == pytest.approx(0.30)
+    assert c.bands == ["low", "moderate", "high", "severe"]
+    assert [r["counts"] for r in c.confusion] == [
+        [1, 0, 0, 0],
+        [0, 0, 1, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 1],
+    ]
+    assert (c.production_right, c.shadow_right, c.both_right, c.neither_right) == (1, 3, 1, 0)
+    assert (c.only_production_right, c.only_shadow_right) == (0, 2)
+
+
+def test_the_comparison_page_for_auditors_and_staff_only(client, analyst, compared, admin_user):
+    url = f"/models/{compared.name}/{compared.version}/shadow/"
+    client.force_login(analyst)
+    assert client.get(url).status_code == 403
+
+    client.force_login(make_auditor(UserFactory(username="audrey")))
+    page = client.get(url)
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", page.content.decode())
+    assert "<dt>Rows compared</dt><dd>4</dd>" in text
+    assert "<dt>Same risk band</dt><dd>50.0%</dd>" in text
+    assert "<dt>Mean</dt><dd>0.1250</dd>" in text
+    assert "<dt>95th percentile</dt><dd>0.2700</dd>" in text
+    assert "<dt>Shadow errors</dt><dd>1</dd>" in text
+    assert "<dt>Only the shadow</dt><dd>2</dd>" in text
+    assert "3 (100.0%)" in text and "1 (33.3%)" in text  # right: shadow, answer given
+
+    client.force_login(admin_user)
+    detail = client.get(f"/models/{compared.name}/{compared.version}/").content.decode()
+    assert f'href="{url}"' in detail
+
+
+def test_the_comparison_page_says_when_there_is_nothing_to_compare(
+    client, admin_user, production_model, register_model
+):
+    other = register_model()
+    client.force_login(admin_user)
+    page = client.get(f"/models/{other.name}/{other.version}/shadow/")
+    assert page.status_code == 200
+    assert "Nothing to compare yet" in page.content.decode()
+
+
+def test_bad_comparison_filters_are_a_400_naming_the_field(client, admin_user, compared):
+    client.force_login(admin_user)
+    url = f"/models/{compared.name}/{compared.version}/shadow/"
+    page = client.get(url, {"days": "0"})
+    assert page.status_code == 400
+    assert 'id="id_days"' in page.content.decode() and "greater than or equal to 1" in (
+        page.content.decode()
+    )
+    page = client.get(url, {"days": "ten"})
+    assert page.status_code == 400 and "Enter a whole number" in page.content.decode()
+    page = client.get(url, {"against": "77"})
+    assert page.status_code == 400
+    assert f"{compared.name} has no version 77." in page.content.decode()
+    page = client.get(url, {"days": "7", "against": "1"})
+    assert page.status_code == 200 and "rows answered by" in page.content.decode()
+
+
+# --- the edge download ----------------------------------------------------------------------
+
+
+def _zip_files(content: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_the_onnx_download_is_a_zip_with_its_sha256(api, production_model):
+    response = api.get(_onnx_url(production_model))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    filename = f"{production_model.name}-v{production_model.version}-onnx.zip"
+    assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
+    files = _zip_files(response.content)
+    assert set(files) == {"model.onnx", "manifest.json", "SHA256SUMS"}
+    digest = hashlib.sha256(files["model.onnx"]).hexdigest()
+    assert digest == response["X-Model-SHA256"] == production_model.onnx_sha256
+    assert Path(production_model.onnx_artifact.path).read_bytes() == files["model.onnx"]
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["onnx_sha256"] == digest and manifest["version"] == production_model.version
+    order = [f["name"] for f in production_model.manifest["features"]]
+    assert manifest["onnx_input"]["order"] == order
+    sums = dict(reversed(line.split()) for line in files["SHA256SUMS"].decode().splitlines())
+    assert sums["model.onnx"] == digest
+    assert sums["manifest.json"] == hashlib.sha256(files["manifest.json"]).hexdigest()
+    # Any version, not only production; also asking for a zip explicitly.
+    again = api.get(_onnx_url(production_model), HTTP_ACCEPT="application/zip")
+    assert again.status_code == 200 and again.content == response.content
+
+
+def test_the_onnx_download_refusals_are_clear(api, client, production_model, register_model):
+    missing = api.get(f"/api/v1/models/{production_model.name}/99/onnx")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert api.get("/api/v1/models/nope/1/onnx").status_code == 404
+
+    no_onnx = register_model()
+    ModelVersion.objects.filter(pk=no_onnx.pk).update(onnx_artifact="", onnx_sha256="")
+    refused = api.get(_onnx_url(no_onnx), HTTP_ACCEPT="application/zip")
+    assert refused.status_code == 409
+    assert refused["Content-Type"] == "application/json"
+    error = refused.json()["error"]
+    assert error["code"] == "onnx_unavailable" and str(no_onnx) in error["message"]
+
+    tampered = register_model()
+    with open(tampered.onnx_artifact.path, "ab") as fh:
+        fh.write(b"\0")
+    refused = api.get(_onnx_url(tampered))
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "integrity"
+
+    assert APIClient().get(_onnx_url(production_model)).status_code == 401
+
+
+def test_the_model_page_download_is_the_same_zip(client, api, analyst, production_model):
+    client.force_login(analyst)
+    page = client.get(f"/models/{production_model.name}/{production_model.version}/onnx.zip")
+    assert page.status_code == 200
+    assert page["X-Model-SHA256"] == production_model.onnx_sha256
+    assert page.content == api.get(_onnx_url(production_model)).content
+
+
+def _sites(manifest: dict, n: int = 25) -> list[dict[str, float]]:
+    """Typical rows, edge values and random values across (and a little past) each range."""
+    rng = np.random.default_rng(11)
+    features = manifest["features"]
+    rows = [{f["name"]: f["default"] for f in features}]
+    rows.append({f["name"]: f["minimum"] for f in features})
+    rows.append({f["name"]: f["maximum"] for f in features})
+    for _ in range(n - len(rows)):
+        row = {}
+        for f in features:
+            span = f["maximum"] - f["minimum"]
+            value = rng.uniform(f["minimum"] - 0.05 * span, f["maximum"] + 0.05 * span)
+            row[f["name"]] = round(float(value)) if f["dtype"] == "int" else float(value)
+        rows.append(row)
+    return rows
+
+
+def _run_client(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(CLIENT), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_edge_client_scores_offline_like_the_service(api, production_model, tmp_path):
+    response = api.get(_onnx_url(production_model))
+    bundle = tmp_path / "model.zip"
+    bundle.write_bytes(response.content)
+    sites = _sites(production_model.manifest)
+    with open(tmp_path / "sites.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(reversed(list(sites[0]))))  # any order
+        writer.writeheader()
+        writer.writerows(sites)
+
+    served = api.post("/api/v1/predictions/", {"instances": sites}, format="json")
+    assert served.status_code == 201, served.content
+    offline = _run_client(str(bundle), str(tmp_path / "sites.csv"), response["X-Model-SHA256"])
+    assert offline.returncode == 0, offline.stderr
+    scored = list(csv.DictReader(io.StringIO(offline.stdout)))
+    assert len(scored) == len(sites)
+    for answer, line in zip(served.json()["predictions"], scored, strict=True):
+        assert float(line["probability"]) == pytest.approx(answer["probability"], abs=1e-6)
+        assert line["risk_band"] == answer["risk_band"]
+
+
+def test_the_edge_client_refuses_a_damaged_or_other_model(api, production_model, tmp_path):
+    files = _zip_files(api.get(_onnx_url(production_model)).content)
+    (tmp_path / "sites.csv").write_text("a\n1\n")
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data + b"\0" if name == "model.onnx" else data)
+    result = _run_client(str(damaged), str(tmp_path / "sites.csv"))
+    assert result.returncode != 0 and "model.onnx: SHA-256 does not match" in result.stderr
+
+    intact = tmp_path / "intact.zip"
+    intact.write_bytes(api.get(_onnx_url(production_model)).content)
+    result = _run_client(str(intact), str(tmp_path / "sites.csv"), "0" * 64)
+    assert result.returncode != 0 and "not the model the service sent" in result.stderr
+
+
+def test_the_readme_shows_the_tested_client():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Scoring offline (edge)", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block == CLIENT.read_text()

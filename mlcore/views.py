@@ -1,0 +1,158 @@
+"""Pages of the model registry: versions, one version, its shadow comparison, the ONNX zip."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from floodsite.exceptions import ApplicationError
+from mlcore.engine.schema import Manifest
+from mlcore.models import Stage
+from mlcore.selectors import (
+    model_version_get,
+    model_version_list,
+    model_version_onnx_bundle,
+    shadow_comparison_get,
+    stage_change_list,
+)
+from predictions.selectors import user_sees_everything
+
+# Held-out metrics from the manifest, in the order and with the names the pages show.
+METRIC_LABELS = {
+    "roc_auc": ("ROC-AUC", 3),
+    "accuracy": ("Accuracy", 3),
+    "brier": ("Brier score", 4),
+    "log_loss": ("Log loss", 4),
+    "positive_rate": ("Flooded share (test data)", 3),
+    "predicted_positive_rate": ("Predicted flooded share", 3),
+    "n_train": ("Training rows", 0),
+    "n_test": ("Test rows", 0),
+}
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, (label, digits) in METRIC_LABELS.items():
+        value = metrics.get(key)
+        if isinstance(value, int | float):
+            rows.append({"key": key, "label": label, "value": f"{value:,.{digits}f}"})
+    recall = metrics.get("recall_at_band")
+    if isinstance(recall, dict):
+        for band, value in recall.items():
+            if isinstance(value, int | float):
+                label = f"Recall at band {band}"
+                rows.append({"key": f"recall_{band}", "label": label, "value": f"{value:.3f}"})
+    return rows
+
+
+def _may_compare(user: Any) -> bool:
+    """The comparison reads every user's predictions: auditors and staff only."""
+    return bool(user.is_staff or user_sees_everything(user))
+
+
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    """Every registered version with its stage, key metrics and canary share (read-only)."""
+    versions = list(model_version_list())
+    serving = {
+        stage: next((mv for mv in versions if mv.stage == stage), None)
+        for stage in (Stage.PRODUCTION, Stage.SHADOW, Stage.CANARY)
+    }
+    return render(
+        request,
+        "mlcore/model_list.html",
+        {
+            "versions": versions,
+            "production": serving[Stage.PRODUCTION],
+            "shadow": serving[Stage.SHADOW],
+            "canary": serving[Stage.CANARY],
+        },
+    )
+
+
+@login_required
+def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    """One version: stage history, metrics, feature schema, and links to monitor or download."""
+    mv = model_version_get(name=name, version=version)
+    manifest = Manifest.from_dict(mv.manifest)
+    history = [
+        {"change": change, "metrics": _metric_rows(change.metrics)[:3]}
+        for change in stage_change_list(model_version=mv)
+    ]
+    context = {
+        "mv": mv,
+        "manifest": manifest,
+        "metrics": _metric_rows(mv.metrics),
+        "history": history,
+        "onnx": mv.manifest.get("onnx") or {},
+        # A plain link: the monitoring page reads these parameters (another app owns it).
+        "monitoring_url": f"/monitoring/?model={mv.name}&version={mv.version}",
+        "may_compare": _may_compare(request.user),
+    }
+    return render(request, "mlcore/model_detail.html", context)
+
+
+DEFAULT_COMPARISON_DAYS = 30
+
+
+class ComparisonForm(forms.Form):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=365,
+        required=False,
+        initial=DEFAULT_COMPARISON_DAYS,
+        label="Last N days",
+        help_text="1 to 365",
+    )
+    against = forms.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        label="Answered by version",
+        help_text="Only rows answered by this version (empty: any)",
+    )
+
+
+@login_required
+def model_shadow(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    """How this version's shadow answers compare with the answers users got."""
+    if not _may_compare(request.user):
+        raise PermissionDenied
+    mv = model_version_get(name=name, version=version)
+    form = ComparisonForm(request.GET or None)
+    context: dict[str, Any] = {"mv": mv, "form": form, "comparison": None}
+    if form.is_bound and not form.is_valid():
+        return render(request, "mlcore/model_shadow.html", context, status=400)
+    data = form.cleaned_data if form.is_bound else {}
+    baseline = None
+    if data.get("against"):
+        try:
+            baseline = model_version_get(name=name, version=data["against"])
+        except ApplicationError:
+            form.add_error("against", f"{name} has no version {data['against']}.")
+            return render(request, "mlcore/model_shadow.html", context, status=400)
+    days = data.get("days") or DEFAULT_COMPARISON_DAYS
+    until = timezone.now()
+    comparison = shadow_comparison_get(
+        shadow=mv, baseline=baseline, since=until - timedelta(days=days), until=until
+    )
+    largest = max((n for row in comparison.confusion for n in row["counts"]), default=0)
+    context.update(comparison=comparison, days=days, largest_cell=largest)
+    return render(request, "mlcore/model_shadow.html", context)
+
+
+@login_required
+def model_onnx_download(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    """The same zip as GET /api/v1/models/{name}/{version}/onnx, for a signed-in browser."""
+    bundle = model_version_onnx_bundle(model_version=model_version_get(name=name, version=version))
+    response = HttpResponse(bundle.content, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+    response["X-Model-SHA256"] = bundle.onnx_sha256
+    return response
