@@ -121,5 +121,4 @@ def handle(request: HttpRequest) -> HttpResponse | None:
         )
         response = HttpResponse(body.encode(), status=201, content_type="application/json")
     response["Allow"] = _ALLOW
-    response["Vary"] = "Accept"
     return response

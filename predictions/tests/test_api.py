@@ -173,3 +173,25 @@ def test_a_far_time_zone_offset_is_read_as_utc(api, typical_inputs):
     response = api.get(URL, {"created_after": "0664-04-08T20:41:44-22:30"})
     assert response.status_code == 200
     assert response.json()["count"] == 1
+
+
+def test_the_fast_path_and_the_drf_view_answer_alike(api, typical_inputs, settings):
+    """A plain token call skips DRF (predictions/api/fastpath.py); an Idempotency-Key sends
+    the same call through the DRF view. Callers must not be able to tell them apart."""
+    fast = api.post(URL, {"inputs": typical_inputs})
+    full = api.post(URL, {"inputs": typical_inputs}, HTTP_IDEMPOTENCY_KEY="same-answer-1")
+    assert fast.status_code == full.status_code == 201
+    assert fast["Content-Type"] == full["Content-Type"] == "application/json"
+    for header in ("Allow", "Vary", "X-Request-ID", "Content-Security-Policy"):
+        assert (header in fast) == (header in full), header
+    a, b = fast.json(), full.json()
+    assert a.keys() == b.keys()
+    for key in ("id", "created_at", "latency_ms"):
+        a.pop(key), b.pop(key)
+    assert a == b
+    # Errors the fast path raises itself use the same body as the DRF view's.
+    bad = dict(typical_inputs, rainfall_24h_mm="lots")
+    fast_error = api.post(URL, {"inputs": bad})
+    full_error = api.post(URL, {"inputs": bad}, HTTP_IDEMPOTENCY_KEY="same-answer-2")
+    assert fast_error.status_code == full_error.status_code == 400
+    assert fast_error.json()["error"] == full_error.json()["error"]
