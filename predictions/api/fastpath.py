@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.utils.json import strict_constant
 
@@ -94,7 +94,9 @@ def handle(request: HttpRequest) -> HttpResponse | None:
     request.user = user
     throttle = ScopedThrottle()
     if not throttle.allow_request(request, _THROTTLE_VIEW):
-        return None  # a denial records nothing; the DRF path denies again with Retry-After
+        # The DRF view asks again and answers the 429 with Retry-After; one more count in a
+        # window that is already over its limit changes nothing.
+        return None
     try:
         prediction = prediction_create(
             user=user,
@@ -104,21 +106,17 @@ def handle(request: HttpRequest) -> HttpResponse | None:
             client_ip=client_ip(request),
         )
     except ApplicationError as exc:
-        response: HttpResponse = JsonResponse(
-            error_body(request, code=exc.code, message=exc.message, fields=exc.fields),
-            status=exc.status_code,
-        )
-    else:
-        # The import is here because views.py imports this module.
-        from predictions.api.views import prediction_to_dict
+        body = error_body(request, code=exc.code, message=exc.message, fields=exc.fields)
+        return _json(body, status=exc.status_code)
+    # The import is here because views.py imports this module.
+    from predictions.api.views import prediction_to_dict
 
-        # As DRF's JSONRenderer writes it: compact, UTF-8, no NaN.
-        body = json.dumps(
-            prediction_to_dict(prediction, outcome=False),
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
-        response = HttpResponse(body.encode(), status=201, content_type="application/json")
+    return _json(prediction_to_dict(prediction, outcome=False), status=201)
+
+
+def _json(body: dict[str, Any], *, status: int) -> HttpResponse:
+    """As DRF's JSONRenderer writes it (compact, UTF-8, no NaN), with the view's Allow."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    response = HttpResponse(text.encode(), status=status, content_type="application/json")
     response["Allow"] = _ALLOW
     return response

@@ -195,3 +195,4 @@ def test_the_fast_path_and_the_drf_view_answer_alike(api, typical_inputs, settin
     full_error = api.post(URL, {"inputs": bad}, HTTP_IDEMPOTENCY_KEY="same-answer-2")
     assert fast_error.status_code == full_error.status_code == 400
     assert fast_error.json()["error"] == full_error.json()["error"]
+    assert fast_error.content.count(b" ") == full_error.content.count(b" ")  # same rendering
