@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import structlog
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from floodsite.exceptions import ApplicationError
@@ -152,8 +153,13 @@ def model_version_retrain(
     seed: int = 0,
     user: Any = None,
     progress: Progress | None = None,
+    registered: Callable[[ModelVersion], None] | None = None,
 ) -> ModelVersion:
-    """Train a candidate on the audit log's outcomes and register it (see the module doc)."""
+    """Train a candidate on the audit log's outcomes and register it (see the module doc).
+
+    ``registered`` runs in the transaction that registers the candidate, so whatever it
+    records (a job's success) commits together with the new version or not at all.
+    """
     say: Progress = progress or (lambda message, percent: None)
     if min_outcomes < 0:
         raise ApplicationError(
@@ -260,13 +266,16 @@ def model_version_retrain(
     trained.manifest.data_fingerprint["prediction_ids"] = ids_entry
     say("registering the candidate (ONNX conversion and parity check)", 90)
     try:
-        mv = model_version_register(
-            pipeline=trained.pipeline,
-            manifest=trained.manifest,
-            x_check=trained.x_test[:2000],
-            created_by=user,
-            notes=f"retrained from the {source}; compared with {production}",
-        )
+        with transaction.atomic():
+            mv = model_version_register(
+                pipeline=trained.pipeline,
+                manifest=trained.manifest,
+                x_check=trained.x_test[:2000],
+                created_by=user,
+                notes=f"retrained from the {source}; compared with {production}",
+            )
+            if registered is not None:
+                registered(mv)
     except BaseException:
         if ids_file is not None:
             Path(ids_file).unlink(missing_ok=True)
@@ -331,13 +340,24 @@ def retrain_job_run(*, job_id: int) -> RetrainJob | None:
     def progress(message: str, percent: int) -> None:
         RetrainJob.objects.filter(pk=job.pk).update(step=message[:300], percent=percent)
 
+    def succeeded(mv: ModelVersion) -> None:
+        # Committed with the candidate: a message redelivered after a crash finds the job
+        # finished instead of training a second candidate.
+        RetrainJob.objects.filter(pk=job.pk).update(
+            status=RetrainStatus.SUCCEEDED,
+            model_version=mv,
+            percent=100,
+            finished_at=timezone.now(),
+        )
+
     try:
-        mv = model_version_retrain(
+        model_version_retrain(
             name=job.name,
             include_original=job.include_original,
             min_outcomes=job.min_outcomes,
             user=job.created_by,
             progress=progress,
+            registered=succeeded,
         )
     except ApplicationError as exc:
         detail = "; ".join(f"{key}: {value}" for key, value in exc.fields.items())
@@ -354,12 +374,5 @@ def retrain_job_run(*, job_id: int) -> RetrainJob | None:
             finished_at=timezone.now(),
         )
         raise
-    else:
-        RetrainJob.objects.filter(pk=job.pk).update(
-            status=RetrainStatus.SUCCEEDED,
-            model_version=mv,
-            percent=100,
-            finished_at=timezone.now(),
-        )
     job.refresh_from_db()
     return job
