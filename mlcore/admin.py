@@ -44,28 +44,6 @@ class PromoteForm(ReasonForm):
     )
 
 
-def gate_summary(change: StageChange) -> str:
-    """One line on the promotion gate's verdict recorded with a stage change."""
-    gate = (change.metrics or {}).get("gate")
-    if not gate:
-        return "-"
-    if not gate.get("sets"):
-        verdict = "passed" if gate.get("passed") else "no common rows"
-        return f"{verdict}; {gate['note']}" if gate.get("note") else verdict
-    first = gate["sets"][0]
-    verdict = "passed" if gate.get("passed") else "FAILED"
-    if gate.get("forced") and not gate.get("passed"):
-        verdict += ", forced"
-    auc_c, auc_p = first["candidate"]["roc_auc"], first["production"]["roc_auc"]
-    recall = first["candidate"]["recall_high"]
-    numbers = (
-        f"ROC-AUC {auc_c:.3f} vs {auc_p:.3f}" if auc_c is not None and auc_p is not None else ""
-    )
-    if recall is not None:
-        numbers += f", recall high+ {recall:.3f}"
-    return f"{verdict} ({first['name']}: {numbers})"
-
-
 class CanaryForm(ReasonForm):
     percent = forms.IntegerField(
         min_value=CANARY_PERCENT_RANGE[0],
@@ -87,7 +65,7 @@ class StageChangeInline(admin.TabularInline):
 
     @admin.display(description="promotion gate")
     def gate(self, obj: StageChange) -> str:
-        return gate_summary(obj)
+        return obj.gate_summary()
 
 
 def _with_reason(

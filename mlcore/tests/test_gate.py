@@ -113,6 +113,19 @@ def test_forcing_with_a_reason_promotes_and_records_that_it_was_forced(
     assert gate["sets"][0]["candidate"]["roc_auc"] < 0.6 < gate["sets"][0]["production"]["roc_auc"]
 
 
+def test_the_model_page_shows_the_gate_verdict_with_each_stage_change(
+    production_model, worse, admin_user, client
+):
+    model_version_promote(
+        model_version=worse, user=admin_user, reason="emergency: gauge data changed", force=True
+    )
+    client.force_login(admin_user)
+    page = client.get(f"/models/{worse.name}/{worse.version}/").content.decode()
+    assert "Promotion gate" in page
+    assert "FAILED, forced (synthetic held-out: ROC-AUC" in page
+    assert "emergency: gauge data changed" in page
+
+
 def test_forcing_without_a_reason_is_a_400_naming_the_reason(production_model, worse):
     with pytest.raises(ApplicationError) as caught:
         model_version_promote(model_version=worse, user=None, reason=" ", force=True)
