@@ -19,10 +19,11 @@ from mlcore.selectors import (
     model_version_get,
     model_version_list,
     model_version_onnx_bundle,
-    shadow_comparison_get,
     stage_change_list,
 )
-from predictions.selectors import user_sees_everything
+
+# The shadow comparison reads the audit log, which belongs to predictions.
+from predictions.selectors import shadow_comparison_get, user_sees_everything
 
 # Held-out metrics from the manifest, in the order and with the names the pages show.
 METRIC_LABELS = {

@@ -21,9 +21,9 @@ from django.utils.html import escape
 from rest_framework.test import APIClient
 
 from mlcore.models import ModelVersion, Stage
-from mlcore.selectors import shadow_comparison_get
 from mlcore.services import model_version_shadow_start
 from predictions.models import Outcome, Prediction
+from predictions.selectors import shadow_comparison_get
 from predictions.tests.factories import UserFactory, make_auditor, token_for
 
 ROOT = Path(django_settings.BASE_DIR)
