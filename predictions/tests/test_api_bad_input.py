@@ -466,3 +466,37 @@ def test_the_third_prediction_in_a_minute_is_429(api, typical_inputs, low_predic
     assert Prediction.objects.count() == 2
     # Reads have their own budget.
     assert api.get(URL).status_code == 200
+
+
+@pytest.mark.parametrize("problem", ["wrong", "expired", "revoked", "deactivated"])
+def test_a_bad_token_on_a_plain_prediction_is_401_and_logs_nothing(
+    analyst, typical_inputs, problem
+):
+    """A plain single prediction takes the fast path (predictions/api/fastpath.py); every
+    token it cannot use must still end in the DRF view's 401, never in a prediction."""
+    from accounts.models import ApiToken
+
+    secret = token_for(analyst)
+    header = f"Token {secret}"
+    if problem == "wrong":
+        header = f"Token {secret[:-1]}{'0' if secret[-1] != '0' else '1'}"
+    elif problem == "expired":
+        ApiToken.objects.update(expiry=timezone.now() - timedelta(seconds=1))
+    elif problem == "revoked":
+        ApiToken.objects.all().delete()
+    elif problem == "deactivated":
+        analyst.is_active = False
+        analyst.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.post(URL, {"inputs": typical_inputs}, format="json")
+    refused(response, 401, "authentication_failed")
+    assert Prediction.objects.count() == 0
+
+
+def test_the_scheme_word_in_lower_case_still_works(analyst, typical_inputs):
+    """The fast path only knows "Token "; other spellings knox accepts go through DRF."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"token {token_for(analyst)}")
+    assert client.post(URL, {"inputs": typical_inputs}, format="json").status_code == 201
+    assert Prediction.objects.count() == 1
