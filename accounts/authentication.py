@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import binascii
 import re
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -15,7 +18,7 @@ from knox.crypto import hash_token
 from rest_framework import exceptions
 
 from accounts.models import ApiToken, User
-from floodsite.db import select_one_joined
+from floodsite.db import InsertGuard, select_one_joined
 
 # Writing on every request would double the database work of a prediction; a minute's
 # resolution is what the tokens page needs.
@@ -58,6 +61,46 @@ def api_token_with_user(digest: str) -> ApiToken | None:
     return token
 
 
+def _token_valid_sql(quote) -> str:
+    token_table, user_table = quote(ApiToken._meta.db_table), quote(User._meta.db_table)
+    user_fk = quote(ApiToken._meta.get_field("user").column)
+    digest = quote(ApiToken._meta.get_field("digest").column)
+    expiry = quote(ApiToken._meta.get_field("expiry").column)
+    is_active = quote(User._meta.get_field("is_active").column)
+    # Only quoted table and column names from the models go into the text.
+    return (
+        f"SELECT 1 FROM {token_table} INNER JOIN {user_table} "  # noqa: S608
+        f"ON {user_table}.{quote(User._meta.pk.column)} = {token_table}.{user_fk} "
+        f"WHERE {token_table}.{digest} = %s AND {token_table}.{user_fk} = %s "
+        f"AND ({token_table}.{expiry} IS NULL OR {token_table}.{expiry} > %s) "
+        f"AND {user_table}.{is_active}"
+    )
+
+
+def api_token_still_valid(*, digest: str, user_id: Any, now: datetime) -> InsertGuard:
+    """A guard for an INSERT: write only while this token of this user works at ``now``."""
+    return InsertGuard(
+        key="accounts.api_token_still_valid",
+        build_sql=_token_valid_sql,
+        params=[digest, user_id, now],
+    )
+
+
+class CachedToken(NamedTuple):
+    user: Any
+    expiry: datetime | None
+    reuse_until: float  # time.monotonic()
+
+
+# Per process: token digest -> the user it authenticated, for API_TOKEN_CACHE_SECONDS.
+_checked_tokens: dict[str, CachedToken] = {}
+_CHECKED_TOKENS_MAX = 10_000
+
+
+def forget_checked_token(digest: str) -> None:
+    _checked_tokens.pop(digest, None)
+
+
 class ApiTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <token>`: one primary-key lookup by the token's digest.
 
@@ -79,6 +122,35 @@ class ApiTokenAuthentication(TokenAuthentication):
         if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
             raise exceptions.AuthenticationFailed("Token expired; create a new one.")
         return self.validate_user(auth_token)
+
+    def authenticate_reusable(self, token: bytes) -> tuple[Any, str]:
+        """``(user, digest)`` for a token, reusing this process's check of it for a while.
+
+        Only for a request whose one write is guarded by ``api_token_still_valid``: a token
+        revoked or expired since, or a deactivated user, is then refused by that write.
+        Anything else must call ``authenticate_credentials``. A reuse lasts at most
+        API_TOKEN_CACHE_SECONDS and at most LAST_USED_RESOLUTION, so a token's "last used"
+        on the tokens page stays within two of those of the truth.
+        """
+        if not _TOKEN_TEXT.fullmatch(token):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        digest = hash_token(token.decode("ascii"))
+        seconds = min(settings.API_TOKEN_CACHE_SECONDS, LAST_USED_RESOLUTION.total_seconds())
+        cached = _checked_tokens.get(digest) if seconds > 0 else None
+        if (
+            cached is not None
+            and cached.reuse_until > time.monotonic()
+            and (cached.expiry is None or cached.expiry > timezone.now())
+        ):
+            return cached.user, digest
+        user, auth_token = self.authenticate_credentials(token)
+        if seconds > 0:
+            if len(_checked_tokens) >= _CHECKED_TOKENS_MAX:
+                _checked_tokens.clear()
+            _checked_tokens[digest] = CachedToken(
+                user=user, expiry=auth_token.expiry, reuse_until=time.monotonic() + seconds
+            )
+        return user, digest
 
     def validate_user(self, auth_token):
         user, token = super().validate_user(auth_token)

@@ -3,8 +3,9 @@
 One gunicorn (gunicorn.conf.py: 2 gthread workers x 4 threads; production settings,
 OMP_NUM_THREADS=1) on loopback serves both
 `POST /api/v1/predictions/` and the tutorial-style endpoint of bench/reference.py, with the same
-token, database and audit table. wrk drives each at 1 and 16 connections; every 2xx answer is
-matched by its X-Request-ID to the audit row it must have left.
+token, database and audit table. wrk drives each at 1 and 16 connections, the two taking turns
+in short rounds; every 2xx answer is matched by its X-Request-ID to the audit row it must have
+left.
 
 All local state (model artifacts, broker folder, logs, SQLite fallback) lives in
 var/bench/api/, which is wiped at the start of each run, so the developer's var/ is untouched.
@@ -22,6 +23,7 @@ import resource
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +46,12 @@ MODEL_NAME = "flood-risk-bench"  # its own registry name: a shared DATABASE_URL 
 BENCH_USERNAME = "bench-api"
 BODY_ROWS = 300
 WARMUP_S = 3
-RUN_S = 12
+# Ours and the reference take turns, ROUNDS times ROUND_S seconds each, in ABBA order: the
+# machines this runs on change speed from one minute to the next (shared hosts), and runs
+# minutes apart would compare two different machines.
+ROUNDS = 10
+ROUND_S = 3
+RUN_S = ROUNDS * ROUND_S  # a shadow row: one run of the same total length
 CONNECTIONS = (1, 16)
 WRK_THREADS = 1  # one wrk thread keeps the load generator's share of the 2 cores small
 SERVER_START_TIMEOUT_S = 60
@@ -97,6 +104,7 @@ class Run:
     in_flight: int
     answered_without_row: int
     cpu: CpuUse
+    round_rps: list[float] = field(default_factory=list)  # of each round, when combined
 
     @property
     def requests(self) -> int:
@@ -126,6 +134,10 @@ class Run:
     def worker_cpu_ms(self) -> float:
         """Server CPU per answered request: steadier than req/s when the machine is shared."""
         return self.cpu.workers_s * 1000 / max(self.rows_written, 1)
+
+    @property
+    def database_cpu_ms(self) -> float:
+        return self.cpu.database_s * 1000 / max(self.rows_written, 1)
 
     @property
     def audit_matches(self) -> bool:
@@ -407,43 +419,73 @@ def _machine_busy_s() -> float:
     return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) * _TICK_S
 
 
-def _server_pids(master: int, database_name: str) -> list[int]:
-    """gunicorn's master and workers, and the PostgreSQL backends serving the bench database."""
-    pids = [master]
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # gone
+
+
+def _server_pids(master: int, database_name: str) -> tuple[list[int], dict[int, float], int]:
+    """gunicorn's workers; the CPU seconds so far of each PostgreSQL backend serving the bench
+    database; and the postmaster (their parent), or 0 when there is none."""
+    workers, backends, postmaster = [], {}, 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        fields = _stat_fields(int(entry.name))
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
-        if ppid == master or (database_name and f" {database_name} " in cmdline):
-            pids.append(int(entry.name))
-    return pids
+        if fields is None:
+            continue
+        if int(fields[1]) == master:
+            workers.append(int(entry.name))
+        elif database_name and f" {database_name} " in cmdline:
+            backends[int(entry.name)] = (int(fields[11]) + int(fields[12])) * _TICK_S
+            postmaster = int(fields[1])
+    return workers, backends, postmaster
+
+
+def _reaped_cpu_s(pid: int) -> float:
+    """CPU seconds of the children ``pid`` has waited for (cutime + cstime)."""
+    fields = _stat_fields(pid) if pid else None
+    return (int(fields[13]) + int(fields[14])) * _TICK_S if fields else 0.0
 
 
 @contextmanager
 def _cpu_meter(master: int, database_name: str) -> Iterator[list[CpuUse]]:
-    """Measure the block's CPU use; the result is appended to the yielded list at the end."""
-    pids = _server_pids(master, database_name)
-    workers = [pid for pid in pids if pid != master]
+    """Measure the block's CPU use; the result is appended to the yielded list at the end.
+
+    Django closes a database connection after DATABASE_CONN_MAX_AGE and opens another, so
+    backends come and go during a run: a new one counts whole, and one that exited counts
+    through its parent, the postmaster, which adds the CPU of each child it reaps.
+    """
+    workers, backends, postmaster = _server_pids(master, database_name)
+    workers.append(master)  # it does next to nothing, but it is gunicorn
     started = time.monotonic()
-    before = (_process_cpu_s(pids), _process_cpu_s(workers), _machine_busy_s())
+    workers_before, reaped_before = _process_cpu_s(workers), _reaped_cpu_s(postmaster)
+    machine_before = _machine_busy_s()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has been waited for
     box: list[CpuUse] = []
     yield box
-    after = (_process_cpu_s(pids), _process_cpu_s(workers), _machine_busy_s())
+    workers_after, machine_after = _process_cpu_s(workers), _machine_busy_s()
+    _, backends_after, postmaster_after = _server_pids(master, database_name)
+    reaped_after = _reaped_cpu_s(postmaster or postmaster_after)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_s = reaped.ru_utime + reaped.ru_stime - children.ru_utime - children.ru_stime
-    server_s, workers_s = after[0] - before[0], after[1] - before[1]
+    live_s = sum(cpu - backends.get(pid, 0.0) for pid, cpu in backends_after.items())
+    exited_s = (reaped_after - reaped_before) - sum(
+        cpu for pid, cpu in backends.items() if pid not in backends_after
+    )
     box.append(
         CpuUse(
             seconds=time.monotonic() - started,
-            workers_s=workers_s,
+            workers_s=workers_after - workers_before,
             wrk_s=wrk_s,
-            database_s=server_s - workers_s,
-            machine_busy_s=after[2] - before[2],
+            database_s=live_s + max(exited_s, 0.0),
+            machine_busy_s=machine_after - machine_before,
         )
     )
 
@@ -597,8 +639,9 @@ def _measure(
     fixture: Fixture,
     master: int,
     database_name: str,
+    seconds: int,
 ) -> Run:
-    run_id = f"b{tag}-{endpoint.key}-c{connections}"
+    run_id = f"b{tag}-{endpoint.key}-c{connections}-"  # the dash: c1 is no prefix of c16
     before = _settled_row_count(fixture.user)
     with _cpu_meter(master, database_name) as cpu:
         result, ok_ids = _wrk(
@@ -606,7 +649,7 @@ def _measure(
             port=port,
             path=endpoint.path,
             connections=connections,
-            seconds=RUN_S,
+            seconds=seconds,
             run_id=run_id,
             fixture=fixture,
         )
@@ -625,6 +668,52 @@ def _measure(
         in_flight=len(row_ids - ok_ids),
         answered_without_row=len(ok_ids - row_ids),
         cpu=cpu[0],
+    )
+
+
+def _machine_ms(run: Run) -> float:
+    cpu = run.cpu
+    return (cpu.workers_s + cpu.database_s + cpu.wrk_s) * 1000 / max(run.rows_written, 1)
+
+
+def _combined(rounds: list[Run]) -> Run:
+    """The rounds of one endpoint at one connection count as one run: counts, times and CPU
+    added up; p50, p90 and p99 are the medians of the rounds' own."""
+    first = rounds[0]
+    result = dict(first.result)
+    for key in (
+        "duration_us",
+        "requests",
+        "sent",
+        "non2xx",
+        "connect_errors",
+        "read_errors",
+        "write_errors",
+        "timeouts",
+    ):
+        result[key] = sum(run.result[key] for run in rounds)
+    for key in ("p50_us", "p90_us", "p99_us"):
+        result[key] = statistics.median(run.result[key] for run in rounds)
+    result["max_us"] = max(run.result["max_us"] for run in rounds)
+    result["first_error"] = next(
+        (run.result["first_error"] for run in rounds if run.result["first_error"]), ""
+    )
+    cpu = CpuUse(
+        seconds=sum(run.cpu.seconds for run in rounds),
+        workers_s=sum(run.cpu.workers_s for run in rounds),
+        wrk_s=sum(run.cpu.wrk_s for run in rounds),
+        database_s=sum(run.cpu.database_s for run in rounds),
+        machine_busy_s=sum(run.cpu.machine_busy_s for run in rounds),
+    )
+    return Run(
+        endpoint=first.endpoint,
+        connections=first.connections,
+        result=result,
+        rows_written=sum(run.rows_written for run in rounds),
+        in_flight=sum(run.in_flight for run in rounds),
+        answered_without_row=sum(run.answered_without_row for run in rounds),
+        cpu=cpu,
+        round_rps=[run.rps for run in rounds],
     )
 
 
@@ -654,8 +743,8 @@ def _report(
     lines = [
         "| endpoint | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | 2xx "
         "| audit rows written | in flight at stop | 2xx without row | rows = 2xx "
-        "| worker CPU ms/req | other load (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| worker CPU ms/req | PostgreSQL CPU ms/req | other load (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(
@@ -663,7 +752,7 @@ def _report(
             f"{run.ms('p50_us'):.2f} | {run.ms('p99_us'):.2f} | {run.non2xx} | "
             f"{run.socket_errors} | {run.ok:,} | {run.rows_written:,} | {run.in_flight} | "
             f"{run.answered_without_row} | {'yes' if run.audit_matches else '**no**'} | "
-            f"{run.worker_cpu_ms:.2f} | {run.cpu.others_cores:.2f} |"
+            f"{run.worker_cpu_ms:.2f} | {run.database_cpu_ms:.2f} | {run.cpu.others_cores:.2f} |"
         )
     top = max(CONNECTIONS)
     ours, reference = by[("ours", top)], by[("reference", top)]
@@ -714,7 +803,10 @@ def _report(
                 else "local memory per process (REDIS_URL not set)"
             ),
             f"- load: {_version([wrk, '--version'])}, {WRK_THREADS} thread, {WARMUP_S} s "
-            f"warm-up per endpoint, then {RUN_S} s per row; each request POSTs one of "
+            f"warm-up per endpoint, then per connection count {ROUNDS} rounds of {ROUND_S} s "
+            "per endpoint, floodsite and the reference taking turns (ABBA order), added up "
+            f"per row (p50 and p99: the median of the rounds'); the shadow rows are one run of "
+            f"{RUN_S} s each. Each request POSTs one of "
             f"{BODY_ROWS} synthetic rows (cycled) with `Authorization: Token` and a unique "
             "`X-Request-ID`. **wrk and gunicorn share the machine's 2 cores**, so every "
             "number includes the load generator's CPU.",
@@ -727,7 +819,10 @@ def _report(
             "*In flight at stop* are requests wrk had sent when its clock ran out: the server "
             "answered and logged them but wrk never counted the answer, so rows written = 2xx "
             "+ in flight. *2xx without row* must be 0.",
-            "- CPU: *worker CPU ms/req* is the gunicorn workers' CPU time per audit row written; "
+            "- CPU: *worker CPU ms/req* is the gunicorn workers' CPU time per audit row written, "
+            "*PostgreSQL CPU ms/req* that of the backends serving the bench database (and of "
+            "any PostgreSQL process that ended during the run: a backend whose connection "
+            "Django retired, an autovacuum worker); "
             "*other load* is the CPU (in cores, of 2) that processes other than gunicorn, wrk "
             "and the bench database's PostgreSQL backends used during the run. When it is "
             f"above zero the machine was shared (load average at start: {load_at_start}) and "
@@ -736,7 +831,20 @@ def _report(
             *lines,
             "",
             f"Throughput ours / reference at {top} connections: **{ratio:.2f}x** "
-            f"({ours.rps:,.0f} vs {reference.rps:,.0f} req/s).",
+            f"({ours.rps:,.0f} vs {reference.rps:,.0f} req/s). Round by round (each pair run "
+            "back to back): "
+            + ", ".join(
+                f"{a:,.0f} vs {b:,.0f} ({a / b:.2f}x)"
+                for a, b in zip(ours.round_rps, reference.round_rps, strict=True)
+            )
+            + ".",
+            "",
+            f"CPU per answered request at {top} connections (gunicorn workers + the bench "
+            f"database's PostgreSQL backends + wrk, summed over the same rounds): floodsite "
+            f"{_machine_ms(ours):.2f} ms, reference {_machine_ms(reference):.2f} ms "
+            f"(**{_machine_ms(reference) / _machine_ms(ours):.2f}x**). Unlike req/s this does "
+            "not count time the processes sat idle waiting on each other, so it is what the "
+            "ratio would be with both endpoints busy on every core.",
             "",
             "| target (this 2-core machine) | measured | |",
             "|---|---|---|",
@@ -788,20 +896,30 @@ def bench_api() -> str:
                     fixture=fixture,
                 )
             for connections in CONNECTIONS:
-                for endpoint in ENDPOINTS:
-                    print(f"bench: api {endpoint.key} c={connections} ...", flush=True)
-                    runs.append(
-                        _measure(
-                            wrk,
-                            port=port,
-                            endpoint=endpoint,
-                            connections=connections,
-                            tag=tag,
-                            fixture=fixture,
-                            master=server.pid,
-                            database_name=database_name,
+                rounds: dict[str, list[Run]] = {endpoint.key: [] for endpoint in ENDPOINTS}
+                for number in range(ROUNDS):
+                    # ABBA: neither endpoint always runs first, on a fresher or busier machine.
+                    order = ENDPOINTS if number % 2 == 0 else ENDPOINTS[::-1]
+                    for endpoint in order:
+                        print(
+                            f"bench: api {endpoint.key} c={connections} "
+                            f"round {number + 1}/{ROUNDS} ...",
+                            flush=True,
                         )
-                    )
+                        rounds[endpoint.key].append(
+                            _measure(
+                                wrk,
+                                port=port,
+                                endpoint=endpoint,
+                                connections=connections,
+                                tag=f"{tag}r{number}",
+                                fixture=fixture,
+                                master=server.pid,
+                                database_name=database_name,
+                                seconds=ROUND_S,
+                            )
+                        )
+                runs.extend(_combined(rounds[endpoint.key]) for endpoint in ENDPOINTS)
             shadow_label = _shadow_start()
             _wrk(
                 wrk,
@@ -825,6 +943,7 @@ def bench_api() -> str:
                         fixture=fixture,
                         master=server.pid,
                         database_name=database_name,
+                        seconds=RUN_S,
                     )
                 )
             shadow_rows = _shadow_row_count(fixture.user) - shadow_rows_before

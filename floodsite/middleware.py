@@ -25,7 +25,8 @@ logger = structlog.get_logger("floodsite.request")
 
 def request_id_from(request: HttpRequest) -> str:
     """The caller's request id when it is sane, else a fresh one."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # From META: request.headers would build a dict of every header on every request.
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     if _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex

@@ -125,15 +125,19 @@ MIDDLEWARE = [
     "floodsite.middleware.RequestIDMiddleware",
     "floodsite.exceptions.ApplicationErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "floodsite.middleware.CSPMiddleware",
+    # Everything above shapes every response; a plain token-authenticated single prediction
+    # is answered here, without the browser-session middleware below (predictions/api/
+    # fastpath.py). Anything else goes on to the view.
+    "predictions.api.fastpath.FastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "floodsite.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -184,6 +188,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = _read(env.int, "DATABASE_CONN_MAX_AGE", d
 # Without it, the first request on a connection the database dropped (a restart) is a 503
 # and the connection is replaced for the next one.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = _flag("DATABASE_CONN_HEALTH_CHECKS", default=False)
+# The audit INSERT of every prediction runs as a prepared statement on PostgreSQL (floodsite/
+# db.py). Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode
+# before 1.21).
+DATABASE_PREPARED_STATEMENTS = _flag("DATABASE_PREPARED_STATEMENTS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A stopped database answers readiness checks and pages within seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
@@ -449,6 +457,12 @@ REST_KNOX = {
     "TOKEN_PREFIX": "fs_",
 }
 API_TOKEN_MAX_TTL_DAYS = _read(env.int, "API_TOKEN_MAX_TTL_DAYS", default=365)
+# How long a web process may reuse a token it has checked for `POST /api/v1/predictions/`
+# without looking it up again; the audit INSERT still checks the token itself, so a revoked or
+# expired token or a deactivated user is refused at once. 0 looks the token up every time.
+API_TOKEN_CACHE_SECONDS = _read(env.int, "API_TOKEN_CACHE_SECONDS", default=60)
+if API_TOKEN_CACHE_SECONDS < 0:
+    _refuse("API_TOKEN_CACHE_SECONDS", "must be 0 (no reuse) or more")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "floodsite API",

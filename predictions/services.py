@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from floodsite import metrics
+from floodsite.db import InsertGuard, insert_instance_if
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import schema
 from mlcore.engine.errors import SchemaError
@@ -116,12 +117,16 @@ def prediction_create(
     inputs: Mapping[str, Any],
     request_id: str = "",
     client_ip: str | None = None,
+    guard: InsertGuard | None = None,
 ) -> Prediction:
     """Validate one set of inputs, score it and log the audit row.
 
     The canary answers the users in its share (sticky per user), production everyone else;
     the row names the version that answered. A shadow, when set, scores the same values and
     its answer (or its error) goes on the same row, never into the response.
+
+    With a ``guard`` the INSERT checks it in the same statement and raises GuardFailed, having
+    written nothing, when it no longer holds (the API's reused token check relies on this).
     """
     started = time.perf_counter()
     serving = _serving_set()
@@ -152,7 +157,10 @@ def prediction_create(
         shadow_error=shadow_error,
     )
     # One INSERT in autocommit: the row is durable before the caller sees the answer.
-    row.save(force_insert=True)
+    if guard is None:
+        row.save(force_insert=True)
+    else:
+        insert_instance_if(row, guard)
     metrics.prediction_observed(source, loaded.label, scored.risk_band)
     return row
 

@@ -84,13 +84,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (loopback only)
+def _get(
+    url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, dict[str, str], str]:
+    # Loopback only.
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+    headers = {**headers, "Content-Type": "application/json"}
+    return _get(url, headers, json.dumps(body).encode())
 
 
 @pytest.mark.slow
@@ -152,6 +160,18 @@ def test_database_down_gives_503_naming_it_and_json_logs_carry_the_request_id(tm
         error = json.loads(body)
         assert error["error"]["code"] == "database_unavailable"
         assert error["request_id"] == "probe-api-1234"
+
+        # A plain token prediction starts on the fast path; its database error ends in the
+        # view's 503 too, never in an answer without its audit row.
+        status, headers, body = _post_json(
+            f"http://127.0.0.1:{port}/api/v1/predictions/",
+            {"inputs": {"rainfall_24h_mm": 10}},
+            {"X-Request-ID": "probe-api-5678", "Authorization": "Token fs_abcdefghijklmnop"},
+        )
+        assert status == 503
+        error = json.loads(body)
+        assert error["error"]["code"] == "database_unavailable"
+        assert error["request_id"] == "probe-api-5678"
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)

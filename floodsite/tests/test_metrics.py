@@ -17,15 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from predictions import monitoring
 from predictions.models import Alert, AlertKind, AlertSeverity, AlertStatus, BatchJob
-from predictions.tests import conftest as prediction_fixtures
 from predictions.tests import test_tasks as worker_tests
 from predictions.tests.test_monitoring import predict, site_days
 from predictions.tests.test_tasks import start_worker, stop, submit, wait_for, worker_env
 
-# The predictions tests' fixtures, used here as they are.
-analyst = prediction_fixtures.analyst
-api = prediction_fixtures.api
-typical_inputs = prediction_fixtures.typical_inputs
+# The worker tests' fixtures, used here as they are (analyst, api and typical_inputs come
+# from the root conftest).
 batch_client = worker_tests.batch_client
 clean_broker = worker_tests.clean_broker
 

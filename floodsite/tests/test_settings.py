@@ -98,6 +98,8 @@ def test_debug_is_only_on_when_asked(tmp_path):
         ({"DATABASE_URL": "postgres://postgres@127.0.0.1:5432"}, "DATABASE_URL"),
         ({"DJANGO_DEBUG": "perhaps"}, "DJANGO_DEBUG"),
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV"),
+        ({"API_TOKEN_CACHE_SECONDS": "-1"}, "API_TOKEN_CACHE_SECONDS"),
+        ({"DATABASE_PREPARED_STATEMENTS": "sometimes"}, "DATABASE_PREPARED_STATEMENTS"),
     ],
 )
 def test_bad_configuration_refuses_to_start_with_one_line(tmp_path, env, variable):

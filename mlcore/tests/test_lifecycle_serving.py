@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from rest_framework.test import APIClient
 
 from accounts.models import User
 from floodsite.exceptions import ApplicationError
@@ -22,27 +21,9 @@ from mlcore.services import (
 )
 from predictions.models import Prediction, Source
 from predictions.services import prediction_create
-from predictions.tests.factories import UserFactory, token_for
 
 URL = "/api/v1/predictions/"
 CHANGELIST = "/admin/mlcore/modelversion/"
-
-
-@pytest.fixture
-def analyst(db):
-    return UserFactory(username="ana")
-
-
-@pytest.fixture
-def api(analyst):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")
-    return client
-
-
-@pytest.fixture
-def inputs(production_model):
-    return {f["name"]: f["default"] for f in production_model.manifest["features"]}
 
 
 def _stages(*versions: ModelVersion) -> list[str]:
@@ -55,12 +36,12 @@ def _stages(*versions: ModelVersion) -> list[str]:
 
 
 def test_a_shadow_answers_on_the_audit_row_and_never_in_the_response(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
 
-    response = api.post(URL, {"inputs": inputs}, format="json")
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
     assert response.status_code == 201, response.content
     assert "shadow" not in response.content.decode()
     body = response.json()
@@ -74,7 +55,11 @@ def test_a_shadow_answers_on_the_audit_row_and_never_in_the_response(
     assert row.shadow_risk_band == row.risk_band
     assert row.shadow_error == ""
 
-    many = api.post(URL, {"instances": [inputs, {**inputs, "rainfall_24h_mm": 400}]}, format="json")
+    many = api.post(
+        URL,
+        {"instances": [typical_inputs, {**typical_inputs, "rainfall_24h_mm": 400}]},
+        format="json",
+    )
     assert many.status_code == 201
     assert "shadow" not in many.content.decode()
     rows = Prediction.objects.filter(pk__in=[p["id"] for p in many.json()["predictions"]])
@@ -83,7 +68,7 @@ def test_a_shadow_answers_on_the_audit_row_and_never_in_the_response(
 
 
 def test_shadow_start_and_stop_are_recorded_and_stop_ends_shadow_scoring(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
@@ -96,18 +81,18 @@ def test_shadow_start_and_stop_are_recorded_and_stop_ends_shadow_scoring(
     assert _stages(candidate) == [Stage.CANDIDATE]
     stopped = StageChange.objects.filter(model_version=candidate).first()
     assert stopped.to_stage == Stage.CANDIDATE and "seen enough" in stopped.reason
-    body = api.post(URL, {"inputs": inputs}, format="json").json()
+    body = api.post(URL, {"inputs": typical_inputs}, format="json").json()
     assert Prediction.objects.get(pk=body["id"]).shadow_model_version is None
 
 
 def test_a_shadow_whose_file_was_deleted_after_start_leaves_production_answering(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
     Path(candidate.artifact.path).unlink()
 
-    response = api.post(URL, {"inputs": inputs}, format="json")
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
     assert response.status_code == 201, response.content
     row = Prediction.objects.get(pk=response.json()["id"])
     assert row.model_version == production_model
@@ -117,37 +102,37 @@ def test_a_shadow_whose_file_was_deleted_after_start_leaves_production_answering
 
 
 def test_a_shadow_whose_file_comes_back_is_scored_again(
-    api, inputs, production_model, register_model, admin_user, settings, monkeypatch
+    api, typical_inputs, production_model, register_model, admin_user, settings, monkeypatch
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
     path = Path(candidate.artifact.path)
     saved = path.read_bytes()
     path.unlink()
-    first = api.post(URL, {"inputs": inputs}, format="json").json()
+    first = api.post(URL, {"inputs": typical_inputs}, format="json").json()
     assert Prediction.objects.get(pk=first["id"]).shadow_error
 
     path.write_bytes(saved)  # restored from backup
     settings.FLOODSITE_MODEL_RECHECK_SECONDS = 0
     monkeypatch.setattr(selectors, "FAILED_LOAD_RETRY_SECONDS", 0)
-    again = api.post(URL, {"inputs": inputs}, format="json").json()
+    again = api.post(URL, {"inputs": typical_inputs}, format="json").json()
     row = Prediction.objects.get(pk=again["id"])
     assert row.shadow_error == "" and row.shadow_probability is not None
 
 
 def test_a_shadow_corrupted_after_start_is_refused_by_a_new_process(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
-    assert api.post(URL, {"inputs": inputs}, format="json").status_code == 201
+    assert api.post(URL, {"inputs": typical_inputs}, format="json").status_code == 201
     path = Path(candidate.artifact.path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     selectors.predictor_cache_clear(name=candidate.name)  # as a freshly started worker
 
-    response = api.post(URL, {"inputs": inputs}, format="json")
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
     assert response.status_code == 201
     row = Prediction.objects.get(pk=response.json()["id"])
     assert row.shadow_probability is None
@@ -155,7 +140,7 @@ def test_a_shadow_corrupted_after_start_is_refused_by_a_new_process(
 
 
 def test_a_shadow_that_raises_while_scoring_is_logged_on_the_row(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     candidate = register_model()
     model_version_shadow_start(model_version=candidate, user=admin_user, reason="watch it")
@@ -165,7 +150,7 @@ def test_a_shadow_that_raises_while_scoring_is_logged_on_the_row(
     ModelVersion.objects.filter(pk=candidate.pk).update(manifest=manifest)
     selectors.predictor_cache_clear(name=candidate.name)
 
-    response = api.post(URL, {"inputs": inputs}, format="json")
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
     assert response.status_code == 201
     row = Prediction.objects.get(pk=response.json()["id"])
     assert row.model_version == production_model
@@ -177,7 +162,7 @@ def test_a_shadow_that_raises_while_scoring_is_logged_on_the_row(
 
 
 def test_a_canary_answers_its_share_of_users_sticky_and_recorded(
-    production_model, register_model, admin_user, inputs
+    production_model, register_model, admin_user, typical_inputs
 ):
     canary = register_model()
     model_version_canary_start(model_version=canary, percent=30, user=admin_user, reason="try")
@@ -186,7 +171,7 @@ def test_a_canary_answers_its_share_of_users_sticky_and_recorded(
     users = list(User.objects.filter(username__startswith="field"))
 
     for user in users:
-        prediction_create(user=user, source=Source.API, inputs=inputs)
+        prediction_create(user=user, source=Source.API, inputs=typical_inputs)
     on_canary = set(
         Prediction.objects.filter(model_version=canary).values_list("user_id", flat=True)
     )
@@ -201,7 +186,7 @@ def test_a_canary_answers_its_share_of_users_sticky_and_recorded(
     # Sticky: the same users get the same model every time.
     for user in users[:20]:
         for _ in range(3):
-            row = prediction_create(user=user, source=Source.WEB, inputs=inputs)
+            row = prediction_create(user=user, source=Source.WEB, inputs=typical_inputs)
             assert (row.model_version_id == canary.pk) == (user.pk in on_canary)
 
 
@@ -226,14 +211,15 @@ def test_raising_the_canary_share_keeps_its_users_and_adds_more(
 
 
 def test_canary_stop_is_the_rollback_in_one_action(
-    production_model, register_model, admin_user, inputs
+    production_model, register_model, admin_user, typical_inputs
 ):
     canary = register_model()
     model_version_canary_start(model_version=canary, percent=99, user=admin_user, reason="try")
     User.objects.bulk_create([User(username=f"field{n}") for n in range(30)])
     users = list(User.objects.filter(username__startswith="field"))
     answered = {
-        prediction_create(user=u, source="api", inputs=inputs).model_version_id for u in users
+        prediction_create(user=u, source="api", inputs=typical_inputs).model_version_id
+        for u in users
     }
     assert canary.pk in answered
 
@@ -243,7 +229,8 @@ def test_canary_stop_is_the_rollback_in_one_action(
     change = StageChange.objects.filter(model_version=canary).first()
     assert change.changed_by == admin_user and "alarms" in change.reason
     answered = {
-        prediction_create(user=u, source="api", inputs=inputs).model_version_id for u in users
+        prediction_create(user=u, source="api", inputs=typical_inputs).model_version_id
+        for u in users
     }
     assert answered == {production_model.pk}
 
@@ -301,7 +288,7 @@ def test_production_and_archived_versions_cannot_go_into_shadow_or_canary(
 
 
 def test_a_tampered_candidate_is_refused_and_production_keeps_serving(
-    api, inputs, production_model, register_model, admin_user
+    api, typical_inputs, production_model, register_model, admin_user
 ):
     tampered = register_model()
     with open(tampered.artifact.path, "ab") as fh:
@@ -317,7 +304,7 @@ def test_a_tampered_candidate_is_refused_and_production_keeps_serving(
         assert (exc.value.status_code, exc.value.code) == (409, "integrity")
         assert str(tampered) in exc.value.message
     assert _stages(tampered) == [Stage.CANDIDATE]
-    response = api.post(URL, {"inputs": inputs}, format="json")
+    response = api.post(URL, {"inputs": typical_inputs}, format="json")
     assert response.status_code == 201
     assert Prediction.objects.get(pk=response.json()["id"]).shadow_model_version is None
 

@@ -24,22 +24,10 @@ from mlcore.models import ModelVersion, Stage
 from mlcore.services import model_version_shadow_start
 from predictions.models import Outcome, Prediction
 from predictions.selectors import shadow_comparison_get
-from predictions.tests.factories import UserFactory, make_auditor, token_for
+from predictions.tests.factories import UserFactory, make_auditor
 
 ROOT = Path(django_settings.BASE_DIR)
 CLIENT = ROOT / "docs" / "edge_client.py"
-
-
-@pytest.fixture
-def analyst(db):
-    return UserFactory(username="ana")
-
-
-@pytest.fixture
-def api(analyst):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")
-    return client
 
 
 def _onnx_url(mv: ModelVersion) -> str:

@@ -17,7 +17,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from floodsite.rest import Pagination, StrictSerializer, client_ip
-from predictions.api import fastpath
 from predictions.models import Outcome, Prediction, Source
 from predictions.selectors import PredictionFilter, prediction_get, prediction_list
 from predictions.services import (
@@ -143,16 +142,6 @@ class PredictionCollectionApi(APIView):
     @property
     def throttle_scope(self) -> str:
         return "predict" if self.request.method == "POST" else "read"
-
-    def dispatch(self, request, *args, **kwargs):
-        # A plain single prediction with a token skips DRF's machinery (predictions/api/
-        # fastpath.py); everything else, including every error it does not raise itself,
-        # comes from the DRF view below.
-        if request.method == "POST":
-            response = fastpath.handle(request)
-            if response is not None:
-                return response
-        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="predictions_create",

@@ -447,13 +447,13 @@ def test_an_outcome_replays_under_its_key(api, my_prediction):
 
 
 @pytest.fixture
-def low_predict_rate(monkeypatch):
+def low_predict_rate(monkeypatch, throttle_clock):
     from rest_framework.throttling import ScopedRateThrottle
 
     cache.clear()
     rates = {**ScopedRateThrottle.THROTTLE_RATES, "predict": "2/min"}
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", rates)
-    yield
+    yield throttle_clock
     cache.clear()
 
 
@@ -462,10 +462,12 @@ def test_the_third_prediction_in_a_minute_is_429(api, typical_inputs, low_predic
         assert api.post(URL, {"inputs": typical_inputs}).status_code == 201
     response = api.post(URL, {"inputs": typical_inputs})
     refused(response, 429, "throttled")
-    assert 0 < int(response["Retry-After"]) <= 60
+    assert response["Retry-After"] == "30"  # the clock is pinned mid-window
     assert Prediction.objects.count() == 2
     # Reads have their own budget.
     assert api.get(URL).status_code == 200
+    low_predict_rate.advance(30)  # the next window
+    assert api.post(URL, {"inputs": typical_inputs}).status_code == 201
 
 
 @pytest.mark.parametrize("problem", ["wrong", "expired", "revoked", "deactivated"])
@@ -492,6 +494,44 @@ def test_a_bad_token_on_a_plain_prediction_is_401_and_logs_nothing(
     response = client.post(URL, {"inputs": typical_inputs}, format="json")
     refused(response, 401, "authentication_failed")
     assert Prediction.objects.count() == 0
+
+
+@pytest.mark.parametrize("problem", ["expired", "revoked", "deactivated"])
+def test_a_token_that_stops_working_is_refused_on_the_very_next_prediction(
+    analyst, typical_inputs, problem
+):
+    """A web process reuses a token it has checked (API_TOKEN_CACHE_SECONDS), but the audit
+    INSERT checks the token again: the next call after a change is a 401 with no row."""
+    from accounts.models import ApiToken
+    from accounts.services import api_token_revoke
+
+    client = client_for(analyst)
+    assert client.post(URL, {"inputs": typical_inputs}, format="json").status_code == 201
+    if problem == "expired":
+        ApiToken.objects.update(expiry=timezone.now() - timedelta(seconds=1))
+    elif problem == "revoked":
+        api_token_revoke(user=analyst, token_key=ApiToken.objects.get().token_key)
+    else:
+        analyst.is_active = False
+        analyst.save()
+    for _ in range(2):  # and it stays refused
+        refused(client.post(URL, {"inputs": typical_inputs}, format="json"), 401)
+    assert Prediction.objects.count() == 1
+
+
+def test_a_checked_token_is_not_looked_up_again_unless_the_reuse_is_off(
+    analyst, typical_inputs, settings, django_assert_num_queries
+):
+    settings.FLOODSITE_MODEL_RECHECK_SECONDS = 3600  # no registry recheck among the counts
+    client = client_for(analyst)
+    body = {"inputs": typical_inputs}
+    assert client.post(URL, body, format="json").status_code == 201
+    with django_assert_num_queries(1):  # the guarded audit INSERT only
+        assert client.post(URL, body, format="json").status_code == 201
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    with django_assert_num_queries(2):  # the token lookup, then the INSERT
+        assert client.post(URL, body, format="json").status_code == 201
+    assert Prediction.objects.filter(user=analyst).count() == 3
 
 
 def test_the_scheme_word_in_lower_case_still_works(analyst, typical_inputs):
