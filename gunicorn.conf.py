@@ -9,6 +9,15 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# Each worker proves it is alive by touching a file on every turn of its loop, about twice per
+# request. On a disk-backed filesystem that is an inode update for the journal each time; on
+# tmpfs it is a memory write. gunicorn's FAQ points to /dev/shm for containers, whose /tmp is
+# often on the image's overlay filesystem.
+# (gunicorn makes the file with mkstemp and unlinks it at once: a shared folder is safe.)
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    _SHM if os.path.isdir(_SHM) else None
+)
 graceful_timeout = 20
 keepalive = 5
 # floodsite logs one structured line per request itself (floodsite.middleware); gunicorn's

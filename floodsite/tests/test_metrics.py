@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -330,6 +331,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _heartbeat_files(master: int) -> list[str]:
+    """The gunicorn heartbeat file each worker of ``master`` holds open (unlinked)."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    files = []
+    for pid in children:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # an fd closed meanwhile
+                target = os.readlink(fd)
+                if "wgunicorn-" in target:
+                    files.append(target.removesuffix(" (deleted)"))
+    return files
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (loopback)
@@ -387,10 +401,14 @@ def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_pa
             assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        heartbeats = _heartbeat_files(server.pid)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
     assert status == 200, body + output[-3000:]
+    # Each worker touches its heartbeat file about twice per request: kept on tmpfs.
+    assert len(heartbeats) == 2, heartbeats
+    assert all(path.startswith("/dev/shm/wgunicorn-") for path in heartbeats), heartbeats
     assert "Traceback" not in body
     samples = parse(body)
     assert value(samples, "floodsite_database_up") == 0
