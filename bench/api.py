@@ -404,11 +404,9 @@ _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 def _process_cpu_s(pids: list[int]) -> float:
     total = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone since it was listed
-        total += int(fields[11]) + int(fields[12])  # utime + stime
+        fields = _stat_fields(pid)
+        if fields is not None:  # else gone since it was listed
+            total += int(fields[11]) + int(fields[12])  # utime + stime
     return total * _TICK_S
 
 
@@ -434,11 +432,11 @@ def _server_pids(master: int, database_name: str) -> tuple[list[int], dict[int, 
         if not entry.name.isdigit():
             continue
         fields = _stat_fields(int(entry.name))
+        if fields is None:
+            continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
-            continue
-        if fields is None:
             continue
         if int(fields[1]) == master:
             workers.append(int(entry.name))
