@@ -195,6 +195,11 @@ DATABASE_PREPARED_STATEMENTS = _flag("DATABASE_PREPARED_STATEMENTS", default=Tru
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A stopped database answers readiness checks and pages within seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    if DATABASE_PREPARED_STATEMENTS:
+        # Django connects with psycopg's prepare_threshold=None, which makes psycopg ignore
+        # execute(prepare=True). Django's own cursors bind on the client and never prepare
+        # whatever this says, so only the statements of floodsite/db.py are affected.
+        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # A file, not memory, so that worker processes started by tests share the test database.

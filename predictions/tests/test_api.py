@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from predictions.models import Outcome, Prediction
 
@@ -32,6 +33,14 @@ def test_one_prediction_is_answered_and_logged(
     assert row.latency_ms > 0
     assert row.inputs == {name: float(value) for name, value in typical_inputs.items()}
     assert [f["feature"] for f in row.explanation] == [f["feature"] for f in body["factors"]]
+    if connection.vendor == "postgresql":
+        # The server holds the INSERT as a prepared statement on this connection, or not.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                ['INSERT INTO "predictions_prediction"%'],
+            )
+            assert cursor.fetchone()[0] == (1 if prepared else 0)
 
 
 def test_heavy_rain_scores_higher_and_flags_out_of_range(api, typical_inputs):
