@@ -46,20 +46,29 @@ _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:63] or "host"
 
 
 class _Process:
-    """Who this process is in file names; recomputed after a fork or a change of group."""
+    """Who this process is in file names; forgotten after a fork or a change of group."""
 
     group = "other"
-    pid = 0
     identifier = ""
 
 
 def process_identifier() -> str:
-    """``<group>-<host>-<pid>``: distinct for every process writing to METRICS_DIR."""
-    pid = os.getpid()
-    if pid != _Process.pid:
-        _Process.identifier = f"{_Process.group}-{_HOST}-{pid}"
-        _Process.pid = pid
-    return _Process.identifier
+    """``<group>-<host>-<pid>``: distinct for every process writing to METRICS_DIR.
+
+    prometheus_client asks on every increment; the answer is kept until a fork (the child
+    forgets it) instead of asking the kernel for the pid each time.
+    """
+    identifier = _Process.identifier
+    if not identifier:
+        identifier = _Process.identifier = f"{_Process.group}-{_HOST}-{os.getpid()}"
+    return identifier
+
+
+def _forget_identifier() -> None:
+    _Process.identifier = ""
+
+
+os.register_at_fork(after_in_child=_forget_identifier)
 
 
 def metrics_dir() -> Path:
@@ -82,7 +91,7 @@ def process_group_start(group: str) -> None:
     if group not in GROUPS:
         raise ValueError(f"unknown metrics group {group!r}; one of {', '.join(GROUPS)}")
     _Process.group = group
-    _Process.pid = 0  # the next value opened takes the new name
+    _Process.identifier = ""  # the next value opened takes the new name
     own = re.compile(rf"^[a-z]+(?:_[a-z]+)?_{group}-{re.escape(_HOST)}-\d+\.db$")
     folder = metrics_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -280,6 +280,51 @@ def test_counts_of_separate_processes_add_up_in_one_scrape(client, db, settings,
     assert value(samples, "floodsite_batch_rows_per_second", model_version="mp v1") == 12
 
 
+RECORD_ACROSS_FORK = """
+import os
+from floodsite import metrics
+for _ in range(3):
+    metrics.prediction_observed("api", "mp v1", "high")
+child = os.fork()
+if child == 0:
+    for _ in range(4):
+        metrics.prediction_observed("api", "mp v1", "high")
+    os._exit(0)
+os.waitpid(child, 0)
+metrics.prediction_observed("api", "mp v1", "high")
+"""
+
+
+def test_a_forked_child_counts_in_its_own_file_and_the_parent_keeps_its_counts(
+    client, db, settings, tmp_path
+):
+    # gunicorn and Celery fork their workers after the parent may have counted something.
+    folder = tmp_path / "metrics"
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "floodsite.settings",
+        "FLOODSITE_VAR_DIR": str(tmp_path / "var"),
+        "METRICS_DIR": str(folder),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", RECORD_ACROSS_FORK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(folder.glob("counter_*.db"))) == 2
+    settings.METRICS_DIR = folder
+
+    samples = scrape(client)
+
+    labels = {"source": "api", "model_version": "mp v1", "risk_band": "high"}
+    assert value(samples, "floodsite_predictions_total", **labels) == 3 + 4 + 1
+
+
 @pytest.mark.slow
 def test_a_fresh_start_of_a_group_clears_only_that_groups_counts(client, db, settings, tmp_path):
     folder = tmp_path / "metrics"
