@@ -118,7 +118,8 @@ def _insert(instance: models.Model, using: str, guard: InsertGuard | None) -> in
         # What Django's cursor does around a statement, then psycopg's server-side binding.
         connection.validate_no_broken_transaction()
         connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        with connection.wrap_database_errors:
+            cursor = _reused_cursor(connection)
             cursor.execute(sql, params, prepare=True)
             written = cursor.rowcount
     else:
@@ -129,6 +130,21 @@ def _insert(instance: models.Model, using: str, guard: InsertGuard | None) -> in
         instance._state.adding = False
         instance._state.db = using
     return written
+
+
+def _reused_cursor(connection) -> psycopg.Cursor:
+    """One psycopg cursor per database connection, kept while that connection lives.
+
+    A cursor remembers how it converted each Python type to the wire (its dumpers); a new
+    cursor per INSERT would look all of them up again. Django's connection objects belong to
+    one thread, so the cursor is never shared between threads; a reconnect gets a new one.
+    """
+    raw = connection.connection
+    cursor = getattr(connection, "_floodsite_insert_cursor", None)
+    if cursor is None or cursor.closed or cursor.connection is not raw:
+        cursor = psycopg.Cursor(raw)
+        connection._floodsite_insert_cursor = cursor
+    return cursor
 
 
 def select_one_joined(

@@ -215,3 +215,43 @@ def test_the_fast_path_and_the_drf_view_answer_alike(api, typical_inputs, settin
     assert fast_error.status_code == full_error.status_code == 400
     assert fast_error.json()["error"] == full_error.json()["error"]
     assert fast_error.content.count(b" ") == full_error.content.count(b" ")  # same rendering
+
+
+def test_a_connection_the_database_dropped_is_a_503_then_the_next_call_works(
+    transactional_db, production_model, analyst, typical_inputs
+):
+    """The audit INSERT keeps one cursor per database connection: after the database drops
+    the connection, the call that meets it is a 503 with no row, and once the request's end
+    has retired the connection (as every server does) the next call gets a new connection
+    and a new cursor."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a server dropping a client connection needs PostgreSQL")
+    import psycopg
+    from django.db import close_old_connections
+    from rest_framework.test import APIClient
+
+    from predictions.tests.factories import token_for
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")
+    assert client.post(URL, {"inputs": typical_inputs}, format="json").status_code == 201
+    backend = connection.connection.info.backend_pid
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+
+    dropped = client.post(URL, {"inputs": typical_inputs}, format="json")
+    assert dropped.status_code == 503, dropped.content
+    assert dropped.json()["error"]["code"] == "database_unavailable"
+    close_old_connections()  # what request_finished does in a server
+    again = client.post(URL, {"inputs": typical_inputs}, format="json")
+    assert again.status_code == 201, again.content
+    assert connection.connection.info.backend_pid != backend
+    assert Prediction.objects.count() == 2
+    assert Prediction.objects.filter(pk=again.json()["id"]).exists()
