@@ -19,6 +19,26 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
     _SHM if os.path.isdir(_SHM) else None
 )
 graceful_timeout = 20
+
+
+def _flag(name: str, default: str) -> bool:
+    raw = os.environ.get(name, default).strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"{name} must be on or off, not {raw!r}")
+
+
+# A keep-alive connection stays with the worker that accepted it. With one listening socket
+# shared by all workers, whichever worker wakes first may take every connection a client pool
+# opens at once (seen with 16 connections: all on one worker in about half the runs, which
+# then served at half the throughput while the other idled). With SO_REUSEPORT each worker
+# listens on a socket of its own and the kernel spreads new connections across them. The
+# price: connections still waiting in a worker's queue when it exits are reset instead of
+# going to a sibling, and a second server on the same port (same user) joins instead of
+# failing to bind. README: GUNICORN_REUSE_PORT.
+reuse_port = _flag("GUNICORN_REUSE_PORT", "on")
 keepalive = 5
 # floodsite logs one structured line per request itself (floodsite.middleware); gunicorn's
 # access log would repeat it without the request id.

@@ -1,7 +1,7 @@
 """The "api" section of `make bench`: the prediction API under wrk, next to a naive reference.
 
-One gunicorn (gunicorn.conf.py: 2 gthread workers x 4 threads; production settings,
-OMP_NUM_THREADS=1) on loopback serves both
+One gunicorn (gunicorn.conf.py: 2 gthread workers x 4 threads, a listening socket each;
+production settings, OMP_NUM_THREADS=1) on loopback serves both
 `POST /api/v1/predictions/` and the tutorial-style endpoint of bench/reference.py, with the same
 token, database and audit table. wrk drives each at 1 and 16 connections, the two taking turns
 in short rounds; every 2xx answer is matched by its X-Request-ID to the audit row it must have
@@ -782,8 +782,9 @@ def _report(
             "",
             f"`POST /api/v1/predictions/` against a naive reference endpoint, both served by one "
             f"gunicorn ({_version([sys.executable, '-m', 'gunicorn', '--version'])}, 2 "
-            f"gthread workers x 4 threads from gunicorn.conf.py, production settings, "
-            f"OMP_NUM_THREADS=1) on 127.0.0.1, same token "
+            f"gthread workers x 4 threads from gunicorn.conf.py, a listening socket per "
+            f"worker: GUNICORN_REUSE_PORT={os.environ.get('GUNICORN_REUSE_PORT', 'on')}, "
+            f"production settings, OMP_NUM_THREADS=1) on 127.0.0.1, same token "
             f"authentication, same database, same audit table. Model: {fixture.model_label} "
             f"(trained by the bench on 60,000 synthetic rows; backend {fixture.backend}).",
             "",

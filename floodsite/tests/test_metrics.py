@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -389,6 +390,27 @@ def _heartbeat_files(master: int) -> list[str]:
     return files
 
 
+def _workers_holding(master: int, port: int, client_ports: set[int]) -> dict[int, int]:
+    """How many of the clients' connections (by their local port) each worker holds."""
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if local_port == port and remote_port in client_ports:
+                    inodes[f"socket:[{fields[9]}]"] = remote_port
+    held = {}
+    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                count += os.readlink(fd) in inodes
+        held[int(pid)] = count
+    return held
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (loopback)
@@ -445,12 +467,29 @@ def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_pa
         for _ in range(19):
             assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
+        # A client pool opens its keep-alive connections at once: they spread over both
+        # workers (GUNICORN_REUSE_PORT) instead of all landing on whichever woke first.
+        pool = [http.client.HTTPConnection("127.0.0.1", port, timeout=20) for _ in range(16)]
+        for connection in pool:
+            connection.connect()
+        for connection in pool:
+            connection.request("GET", "/healthz")
+        for connection in pool:
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+        held = _workers_holding(server.pid, port, {c.sock.getsockname()[1] for c in pool})
+        for connection in pool:
+            connection.close()
+
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
         heartbeats = _heartbeat_files(server.pid)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
     assert status == 200, body + output[-3000:]
+    assert sum(held.values()) == 16 and len(held) == 2, held
+    assert min(held.values()) >= 1, held
     # Each worker touches its heartbeat file about twice per request: kept on tmpfs.
     assert len(heartbeats) == 2, heartbeats
     assert all(path.startswith("/dev/shm/wgunicorn-") for path in heartbeats), heartbeats
@@ -459,5 +498,5 @@ def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_pa
     assert value(samples, "floodsite_database_up") == 0
     assert not total(samples, "floodsite_alerts_open")
     healthz = {"method": "GET", "route": "/healthz", "status": "200"}
-    assert value(samples, "floodsite_http_responses_total", **healthz) == 20
+    assert value(samples, "floodsite_http_responses_total", **healthz) == 20 + 16
     assert not total(samples, "floodsite_predictions_total", model_version="mp v1")
