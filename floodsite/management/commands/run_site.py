@@ -52,7 +52,13 @@ class Command(BaseCommand):
             "--schedule",
             str(settings.VAR_DIR / "celerybeat-schedule"),
         ]
-        procs = [subprocess.Popen(worker), subprocess.Popen(web)]
+        # One listening socket (README: GUNICORN_REUSE_PORT): on a developer's machine a second
+        # `make run` on a busy port must fail with "address already in use", not share it.
+        web_env = {
+            **os.environ,
+            "GUNICORN_REUSE_PORT": os.environ.get("GUNICORN_REUSE_PORT", "off"),
+        }
+        procs = [subprocess.Popen(worker), subprocess.Popen(web, env=web_env)]
         shown_host = "localhost" if opts["host"] in LOOPBACK_OR_ANY else opts["host"]
         url = f"http://{shown_host}:{opts['port']}/"
         self.stdout.write(self.style.SUCCESS(f"\nfloodsite is running at {url}  (Ctrl-C stops)\n"))
