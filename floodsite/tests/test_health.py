@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from floodsite.tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,12 +79,6 @@ def test_home_requires_sign_in_and_shows_the_production_model(client, user, prod
     assert "ROC-AUC" in page
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(
     url: str, headers: dict[str, str] | None = None, data: bytes | None = None
 ) -> tuple[int, dict[str, str], str]:
@@ -104,8 +99,8 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
 @pytest.mark.slow
 def test_database_down_gives_503_naming_it_and_json_logs_carry_the_request_id(tmp_path):
     """A real server whose database refuses connections (nothing listens on the port)."""
-    port = _free_port()
-    dead_db = _free_port()
+    port = free_port()
+    dead_db = free_port()
     env = {
         "PATH": os.environ["PATH"],
         "FLOODSITE_VAR_DIR": str(tmp_path / "var"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from floodsite.tests.servers import free_port, gunicorn_command
 from predictions import monitoring
 from predictions.models import Alert, AlertKind, AlertSeverity, AlertStatus, BatchJob
 from predictions.tests import test_tasks as worker_tests
@@ -371,12 +371,6 @@ def test_batch_rows_scored_by_a_celery_worker_appear_in_the_scrape(
 # --- a stopped database, under gunicorn ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _heartbeat_files(master: int) -> list[str]:
     """The gunicorn heartbeat file each worker of ``master`` holds open (unlinked)."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -422,12 +416,12 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.mark.slow
 def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_path):
     """Two gunicorn workers with our config; the database refuses connections."""
-    port = _free_port()
+    port = free_port()
     var = tmp_path / "var"
     env = {
         "PATH": os.environ["PATH"],
         "FLOODSITE_VAR_DIR": str(var),
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/floodsite",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/floodsite",
         "DJANGO_SETTINGS_MODULE": "floodsite.settings",
     }
     # Counts a previous run of the web server left behind, which a fresh start clears.
@@ -437,16 +431,7 @@ def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_pa
     assert stale.returncode == 0, stale.stderr
     assert any((var / "metrics").glob("counter_web-*.db"))
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "floodsite.wsgi",
-        ],
+        gunicorn_command(port, workers=2),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

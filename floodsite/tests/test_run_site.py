@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from floodsite.tests.servers import free_port, gunicorn_command
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(var: Path) -> dict[str, str]:
@@ -40,18 +35,9 @@ def _healthz(port: int) -> int:
 def test_a_second_site_on_a_busy_port_fails_instead_of_sharing_it(tmp_path):
     """Production gunicorn gives each worker its own SO_REUSEPORT socket, so a second server of
     the same user could join a port silently; `make run` keeps one shared socket and fails."""
-    port = _free_port()
+    port = free_port()
     first = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "floodsite.wsgi",
-        ],
+        gunicorn_command(port, workers=1),
         cwd=ROOT,
         env=_env(tmp_path / "first"),
         stdout=subprocess.DEVNULL,

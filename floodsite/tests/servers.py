@@ -1,0 +1,28 @@
+"""Helpers for tests that start real servers (gunicorn with the shipped config) on loopback."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_command(port: int, *, workers: int) -> list[str]:
+    """gunicorn with gunicorn.conf.py (run from the repository root) on 127.0.0.1:port."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "floodsite.wsgi",
+    ]
