@@ -27,7 +27,7 @@ def _flag(name: str, default: str) -> bool:
         return True
     if raw in {"0", "false", "no", "off"}:
         return False
-    raise SystemExit(f"{name} must be on or off, not {raw!r}")
+    raise SystemExit(f"floodsite: configuration error: {name} must be on or off, not {raw!r}")
 
 
 # A keep-alive connection stays with the worker that accepted it. With one listening socket
@@ -37,7 +37,9 @@ def _flag(name: str, default: str) -> bool:
 # listens on a socket of its own and the kernel spreads new connections across them. The
 # price: connections still waiting in a worker's queue when it exits are reset instead of
 # going to a sibling, and a second server on the same port (same user) joins instead of
-# failing to bind. README: GUNICORN_REUSE_PORT.
+# failing to bind. Only for TCP: on a Unix socket each worker would remove the file the
+# previous one bound and only the last worker would be reachable (see on_starting).
+# README: GUNICORN_REUSE_PORT.
 reuse_port = _flag("GUNICORN_REUSE_PORT", "on")
 keepalive = 5
 # floodsite logs one structured line per request itself (floodsite.middleware); gunicorn's
@@ -52,6 +54,15 @@ control_socket_disable = True
 # "web"; a fresh start clears that group's old files on this host, and an exited worker's live
 # gauges are dropped.
 def on_starting(server):
+    # The final addresses are known only here (--bind on the command line wins over this file).
+    from gunicorn.util import parse_address
+
+    # gunicorn's own parser: a (host, port) tuple for TCP, a path or a file descriptor else.
+    if server.cfg.reuse_port and not all(
+        isinstance(parse_address(address), tuple) for address in server.cfg.bind
+    ):
+        server.cfg.set("reuse_port", False)
+        server.log.info("One shared listening socket: a socket per worker needs TCP addresses")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "floodsite.settings")
     from floodsite import metrics
 

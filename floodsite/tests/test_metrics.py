@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -411,6 +412,59 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def _unix_listeners(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds open."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                held.add(target.removeprefix("socket:[").removesuffix("]"))
+    return held
+
+
+@pytest.mark.slow
+def test_gunicorn_on_a_unix_socket_keeps_every_worker_reachable(tmp_path):
+    """A socket per worker is for TCP only: on a Unix socket each worker would replace the
+    file the previous one bound, leaving all but the last unreachable."""
+    path = tmp_path / "web.sock"
+    env = {
+        "PATH": os.environ["PATH"],
+        "FLOODSITE_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "floodsite.settings",
+        "GUNICORN_BIND": f"unix:{path}",
+    }
+    command = [c for c in gunicorn_command(0, workers=2) if c not in ("--bind", "127.0.0.1:0")]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(path))
+                client.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                if b" 200 " in client.recv(64).split(b"\r\n", 1)[0]:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None, "no answer"
+            time.sleep(0.3)
+        time.sleep(1)  # both workers booted
+        bound = {
+            fields[6]
+            for fields in (line.split() for line in Path("/proc/net/unix").read_text().splitlines())
+            if len(fields) >= 8 and fields[7] == str(path)
+        }
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        listening = [_unix_listeners(int(pid)) & bound for pid in children]
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=20)
+    assert len(children) == 2, output[-2000:]
+    assert len(bound) == 1, (bound, output[-2000:])
+    # Both workers listen on the one socket the file names.
+    assert all(listening), (listening, output[-2000:])
 
 
 @pytest.mark.slow
