@@ -111,6 +111,24 @@ def test_bad_configuration_refuses_to_start_with_one_line(tmp_path, env, variabl
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_gunicorn_switch_stops_the_server_naming_it(tmp_path):
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            *("--config", "gunicorn.conf.py", "--check-config", "floodsite.wsgi"),
+        ],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "GUNICORN_REUSE_PORT": "sometimes"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "floodsite: configuration error: GUNICORN_REUSE_PORT must be on or off" in output
+    assert "Traceback" not in output
+
+
 def test_production_settings_pass_the_deploy_check(tmp_path):
     env = {
         "DJANGO_SECRET_KEY": GOOD_SECRET,
