@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sys
 from pathlib import Path
@@ -26,3 +28,16 @@ def gunicorn_command(port: int, *, workers: int) -> list[str]:
         str(workers),
         "floodsite.wsgi",
     ]
+
+
+def worker_open_files(master: int) -> dict[int, list[str]]:
+    """What each worker of the gunicorn ``master`` holds open, as /proc shows it (a path, or
+    ``socket:[inode]``), by worker pid."""
+    held = {}
+    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        targets = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # an fd closed meanwhile
+                targets.append(os.readlink(fd))
+        held[int(pid)] = targets
+    return held

@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from floodsite.tests.servers import free_port, gunicorn_command
+from floodsite.tests.servers import free_port, gunicorn_command, worker_open_files
 from predictions import monitoring
 from predictions.models import Alert, AlertKind, AlertSeverity, AlertStatus, BatchJob
 from predictions.tests import test_tasks as worker_tests
@@ -374,20 +374,17 @@ def test_batch_rows_scored_by_a_celery_worker_appear_in_the_scrape(
 
 def _heartbeat_files(master: int) -> list[str]:
     """The gunicorn heartbeat file each worker of ``master`` holds open (unlinked)."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    files = []
-    for pid in children:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):  # an fd closed meanwhile
-                target = os.readlink(fd)
-                if "wgunicorn-" in target:
-                    files.append(target.removesuffix(" (deleted)"))
-    return files
+    return [
+        target.removesuffix(" (deleted)")
+        for targets in worker_open_files(master).values()
+        for target in targets
+        if "wgunicorn-" in target
+    ]
 
 
 def _workers_holding(master: int, port: int, client_ports: set[int]) -> dict[int, int]:
     """How many of the clients' connections (by their local port) each worker holds."""
-    inodes = {}
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
@@ -395,15 +392,11 @@ def _workers_holding(master: int, port: int, client_ports: set[int]) -> dict[int
                 local_port = int(fields[1].rsplit(":", 1)[1], 16)
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if local_port == port and remote_port in client_ports:
-                    inodes[f"socket:[{fields[9]}]"] = remote_port
-    held = {}
-    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
-        count = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                count += os.readlink(fd) in inodes
-        held[int(pid)] = count
-    return held
+                    inodes.add(f"socket:[{fields[9]}]")
+    return {
+        pid: sum(target in inodes for target in targets)
+        for pid, targets in worker_open_files(master).items()
+    }
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -412,17 +405,6 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def _unix_listeners(pid: int) -> set[str]:
-    """The inodes of the sockets ``pid`` holds open."""
-    held = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                held.add(target.removeprefix("socket:[").removesuffix("]"))
-    return held
 
 
 @pytest.mark.slow
@@ -452,16 +434,16 @@ def test_gunicorn_on_a_unix_socket_keeps_every_worker_reachable(tmp_path):
             time.sleep(0.3)
         time.sleep(1)  # both workers booted
         bound = {
-            fields[6]
+            f"socket:[{fields[6]}]"
             for fields in (line.split() for line in Path("/proc/net/unix").read_text().splitlines())
             if len(fields) >= 8 and fields[7] == str(path)
         }
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        listening = [_unix_listeners(int(pid)) & bound for pid in children]
+        workers = worker_open_files(server.pid)
+        listening = [bound & set(targets) for targets in workers.values()]
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
-    assert len(children) == 2, output[-2000:]
+    assert len(workers) == 2, output[-2000:]
     assert len(bound) == 1, (bound, output[-2000:])
     # Both workers listen on the one socket the file names.
     assert all(listening), (listening, output[-2000:])
