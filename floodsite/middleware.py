@@ -32,28 +32,42 @@ def request_id_from(request: HttpRequest) -> str:
     return uuid.uuid4().hex
 
 
+def request_begin(request: HttpRequest) -> None:
+    """Give the request its id and bind it to the logging context of this thread."""
+    request_id = request_id_from(request)
+    request.request_id = request_id  # type: ignore[attr-defined]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def request_end(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    """Return the id in the response and log the one line of the request."""
+    response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
+    logger.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
 class RequestIDMiddleware:
-    """Binds a request id to the logging context, returns it, and logs one line per request."""
+    """Binds a request id to the logging context, returns it, and logs one line per request.
+
+    The prediction fast path (predictions/api/fastpath.py) does the same with the same two
+    functions for the requests it answers.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request)
-        request.request_id = request_id  # type: ignore[attr-defined]
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_begin(request)
         started = time.perf_counter()
         try:
             response = self.get_response(request)
-            response[REQUEST_ID_HEADER] = request_id
-            logger.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=response.status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            request_end(request, response, started)
             return response
         finally:
             structlog.contextvars.clear_contextvars()

@@ -120,17 +120,18 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so the request time it records covers every other middleware.
+    # A plain token-authenticated single prediction is answered here, before any other
+    # middleware and before URL resolution (predictions/api/fastpath.py); it shapes its answers
+    # with the same code as the six middleware below it (metrics, request id and log line,
+    # security headers, frame options, CSP). Anything else goes on down the list.
+    "predictions.api.fastpath.FastPathMiddleware",
+    # Near the top, so the request time it records covers the middleware below it.
     "floodsite.metrics.MetricsMiddleware",
     "floodsite.middleware.RequestIDMiddleware",
     "floodsite.exceptions.ApplicationErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "floodsite.middleware.CSPMiddleware",
-    # Everything above shapes every response; a plain token-authenticated single prediction
-    # is answered here, without the browser-session middleware below (predictions/api/
-    # fastpath.py). Anything else goes on to the view.
-    "predictions.api.fastpath.FastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.db import connection
 
@@ -215,6 +217,58 @@ def test_the_fast_path_and_the_drf_view_answer_alike(api, typical_inputs, settin
     assert fast_error.status_code == full_error.status_code == 400
     assert fast_error.json()["error"] == full_error.json()["error"]
     assert fast_error.content.count(b" ") == full_error.content.count(b" ")  # same rendering
+
+
+def test_the_fast_path_logs_and_counts_its_answers_like_the_view(api, typical_inputs, caplog):
+    """The fast path answers before the request-id middleware; its answer still carries the
+    caller's request id and leaves the same one log line as the view's answer."""
+    caplog.set_level(logging.INFO, logger="floodsite.request")
+    fast = api.post(URL, {"inputs": typical_inputs}, HTTP_X_REQUEST_ID="trace-fast-0001")
+    full = api.post(
+        URL,
+        {"inputs": typical_inputs},
+        HTTP_X_REQUEST_ID="trace-full-0001",
+        HTTP_IDEMPOTENCY_KEY="logged-alike-1",
+    )
+    assert fast.status_code == full.status_code == 201
+    assert fast["X-Request-ID"] == "trace-fast-0001"
+    lines = [r.msg for r in caplog.records if r.name == "floodsite.request"]
+    assert [line["request_id"] for line in lines] == ["trace-fast-0001", "trace-full-0001"]
+    assert lines[0].keys() == lines[1].keys()
+    for line in lines:
+        assert (line["event"], line["method"], line["path"], line["status"]) == (
+            "request",
+            "POST",
+            URL,
+            201,
+        )
+        assert line["duration_ms"] > 0
+    assert Prediction.objects.get(pk=fast.json()["id"]).request_id == "trace-fast-0001"
+
+
+def test_over_https_the_fast_path_adds_hsts_as_the_view_does(api, typical_inputs, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    fast = api.post(URL, {"inputs": typical_inputs}, secure=True)
+    full = api.post(URL, {"inputs": typical_inputs}, secure=True, HTTP_IDEMPOTENCY_KEY="hsts-1")
+    assert fast.status_code == full.status_code == 201
+    assert fast["Strict-Transport-Security"] == full["Strict-Transport-Security"]
+    assert fast["Strict-Transport-Security"] == "max-age=3600"
+    assert sorted(name for name, _ in fast.items()) == sorted(name for name, _ in full.items())
+    plain = api.post(URL, {"inputs": typical_inputs})
+    assert plain.status_code == 201
+    assert "Strict-Transport-Security" not in plain
+
+
+def test_with_https_required_plain_http_is_redirected_and_scores_nothing(
+    api, typical_inputs, settings
+):
+    settings.SECURE_SSL_REDIRECT = True
+    plain = api.post(URL, {"inputs": typical_inputs})
+    assert plain.status_code == 301
+    assert plain["Location"] == "https://testserver" + URL
+    assert not Prediction.objects.exists()
+    assert api.post(URL, {"inputs": typical_inputs}, secure=True).status_code == 201
+    assert Prediction.objects.count() == 1
 
 
 def test_a_connection_the_database_dropped_is_a_503_then_the_next_call_works(
