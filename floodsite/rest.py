@@ -164,7 +164,8 @@ class ScopedThrottle(ScopedRateThrottle):
     """Per-user, per-scope rates counted in the shared cache; open when the cache is down.
 
     Counts are fixed windows: one counter per (scope, user or address, window), bumped with an
-    atomic add/incr, so a request costs the same at 10 or 10,000 a minute. (DRF's own throttle
+    atomic incr (the first request of a window creates it with add), so a request costs one
+    cache call, the same at 10 or 10,000 a minute. (DRF's own throttle
     stores a timestamp per request of the last window and rewrites the whole list on every
     call, which grows with the rate.) A client may send up to twice the rate across a window
     boundary; Retry-After is the time until its window ends.
@@ -195,13 +196,16 @@ class ScopedThrottle(ScopedRateThrottle):
         window = int(self.now // self.duration)
         self.window_ends = (window + 1) * self.duration
         key = f"{ident}_{window}"
-        if self.cache.add(key, 1, timeout=self.duration + 1):
-            return True
         try:
+            # Every request but the first of a window finds its counter: one cache call.
             count = self.cache.incr(key)
-        except ValueError:  # the counter expired between add and incr: a new window
-            self.cache.add(key, 1, timeout=self.duration + 1)
-            return True
+        except ValueError:  # the first request of this window
+            if self.cache.add(key, 1, timeout=self.duration + 1):
+                return True
+            try:
+                count = self.cache.incr(key)  # another request opened the window first
+            except ValueError:  # ... and it expired in between: a new window
+                return True
         return count <= self.num_requests
 
     def wait(self) -> float:
