@@ -14,12 +14,21 @@ _SHARED_PROCESSORS = [
 ]
 
 
+def _skip_unused_record_fields() -> None:
+    """No formatter of ours, gunicorn's or Celery's prints where a log call was made or from
+    which thread, so the standard library need not work them out for every record (the logging
+    HOWTO, "Optimization"). Process names and ids stay: gunicorn and Celery print them."""
+    logging._srcfile = None  # the HOWTO's documented switch for caller lookup
+    logging.logThreads = False
+
+
 def build_formatter(fmt: str = "console") -> logging.Formatter:
     """Return the formatter the LOGGING setting names; also wires structlog's own loggers.
 
     Lines from the standard library (Django, Celery, gunicorn) and from structlog pass through
     the same processors, so both carry the request id bound by RequestIDMiddleware.
     """
+    _skip_unused_record_fields()
     structlog.configure(
         processors=[
             *_SHARED_PROCESSORS,
