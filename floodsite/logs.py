@@ -31,6 +31,8 @@ def build_formatter(fmt: str = "console") -> logging.Formatter:
     _skip_unused_record_fields()
     structlog.configure(
         processors=[
+            # Below the logger's level a structlog call stops here, before any other work.
+            structlog.stdlib.filter_by_level,
             *_SHARED_PROCESSORS,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

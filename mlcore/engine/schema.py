@@ -294,11 +294,17 @@ def _number_text(value: float) -> str:
 
 def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
     """Return the value as a float, ``_BLANK`` when not given, or the reason it is invalid."""
-    if raw is None:
+    if type(raw) is float or type(raw) is int:
+        # What JSON numbers decode to, checked without the ABCs below (bool is not int here).
+        try:
+            number = float(raw)
+        except OverflowError:
+            return NOT_A_NUMBER
+    elif raw is None:
         return _BLANK
-    if isinstance(raw, (bool, np.bool_)):
+    elif isinstance(raw, (bool, np.bool_)):
         return NOT_A_NUMBER
-    if isinstance(raw, str):
+    elif isinstance(raw, str):
         text = raw.strip()
         if not text:
             return _BLANK
