@@ -14,14 +14,17 @@ Django's own cursor, so every tool that watches queries still sees them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import signals
+from psycopg.types.json import Jsonb
 
 _insert_sql: dict[tuple[str, type[models.Model], str], str] = {}
 _select_plans: dict[tuple[str, str], tuple[str, list[tuple[Any, list[Callable]]]]] = {}
@@ -115,6 +118,14 @@ def _insert(instance: models.Model, using: str, guard: InsertGuard | None) -> in
         and not connection.queries_logged
         and not connection.execute_wrappers
     ):
+        # JSON columns without a custom encoder are written by orjson: the standard library
+        # spends tens of µs per row formatting the floats of the inputs and explanation.
+        params = [
+            Jsonb(param.obj, dumps=_json_bytes)
+            if type(param) is Jsonb and param.dumps is json.dumps
+            else param
+            for param in params
+        ]
         # What Django's cursor does around a statement, then psycopg's server-side binding.
         connection.validate_no_broken_transaction()
         connection.ensure_connection()
@@ -130,6 +141,11 @@ def _insert(instance: models.Model, using: str, guard: InsertGuard | None) -> in
         instance._state.adding = False
         instance._state.db = using
     return written
+
+
+def _json_bytes(value: Any) -> bytes:
+    """JSON for a jsonb parameter; PostgreSQL stores the same value json.dumps would give."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def _reused_cursor(connection) -> psycopg.Cursor:

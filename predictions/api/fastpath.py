@@ -153,9 +153,10 @@ def _json(body: dict[str, Any], *, status: int) -> HttpResponse:
     request on the bench machine, mostly formatting the floats). The bytes are the same but
     for exponents (orjson writes 1e-7 where Python writes 1e-07), which parse to the same
     numbers. Every number here comes from validated, finite inputs, so orjson's null for NaN
-    never applies.
+    never applies. numpy scalars are written as numbers, as DRF's encoder writes them.
     """
-    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    response = HttpResponse(content, status=status, content_type="application/json")
     response["Allow"] = _ALLOW
     response["Content-Length"] = str(len(response.content))
     return response
