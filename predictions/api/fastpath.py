@@ -26,7 +26,6 @@ middleware classes (see the class).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +40,6 @@ from django.urls import resolve, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework import exceptions as drf_exceptions
-from rest_framework.utils.json import strict_constant
 
 from accounts.authentication import (
     ApiTokenAuthentication,
@@ -76,8 +74,10 @@ _THROTTLE_VIEW = _ThrottleView()
 def _plain_inputs(body: bytes) -> dict[str, Any] | None:
     """``{"inputs": {name: scalar}}`` decoded, or None for anything the full path must judge."""
     try:
-        data = json.loads(body, parse_constant=strict_constant)
-    except (ValueError, RecursionError):  # includes JSONDecodeError and UnicodeDecodeError
+        # orjson is stricter than DRF's parser (no NaN or Infinity, no integers beyond 64 bits,
+        # UTF-8 only): whatever it refuses, the DRF view parses and judges.
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:  # also invalid UTF-8 and nesting past its limit
         return None
     if type(data) is not dict or len(data) != 1:
         return None
