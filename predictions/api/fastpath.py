@@ -74,8 +74,8 @@ _THROTTLE_VIEW = _ThrottleView()
 def _plain_inputs(body: bytes) -> dict[str, Any] | None:
     """``{"inputs": {name: scalar}}`` decoded, or None for anything the full path must judge."""
     try:
-        # orjson refuses a few bodies DRF's parser reads (integers beyond 64 bits, UTF-16 or
-        # UTF-32 text); like every body it refuses, those go to the DRF view, which judges them.
+        # orjson refuses a few bodies the standard library reads (integers beyond 64 bits,
+        # UTF-16 text); like every body it refuses, those go to the DRF view to be judged.
         data = orjson.loads(body)
     except orjson.JSONDecodeError:  # also invalid UTF-8 and nesting past its limit
         return None
