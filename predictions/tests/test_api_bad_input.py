@@ -252,6 +252,13 @@ def test_a_body_that_is_not_utf8_is_a_parse_error(api, production_model, body):
     assert Prediction.objects.count() == 0
 
 
+def test_valid_inputs_sent_as_utf16_are_a_parse_error(api, typical_inputs):
+    """Declared as JSON (UTF-8) but sent as UTF-16: refused whichever path meets it first."""
+    body = json.dumps({"inputs": typical_inputs}).encode("utf-16")
+    refused(post_raw(api, body), 400, "parse_error", "body")
+    assert Prediction.objects.count() == 0
+
+
 @pytest.mark.parametrize("body", ["{", '{"inputs": {}', "{'inputs': {}}", "inputs=1"])
 def test_malformed_json_is_a_parse_error(api, production_model, body):
     refused(post_raw(api, body), 400, "parse_error", "body")
