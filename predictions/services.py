@@ -8,6 +8,7 @@ one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -81,25 +82,53 @@ def _row(
     shadow: Scored | None = None,
     shadow_error: str = "",
 ) -> Prediction:
-    return Prediction(
-        created_at=created_at,
-        user=user,
-        source=source,
-        model_version=loaded.model_version,
-        inputs=dict(inputs),
-        probability=scored.probability,
-        label=scored.label,
-        risk_band=scored.risk_band,
-        explanation=[factor.to_dict() for factor in scored.factors],
-        out_of_range=scored.out_of_range,
-        latency_ms=latency_ms,
-        request_id=request_id[:128],
-        client_ip=client_ip,
-        shadow_model_version_id=shadow_version_id,
-        shadow_probability=shadow.probability if shadow is not None else None,
-        shadow_risk_band=shadow.risk_band if shadow is not None else "",
-        shadow_error=shadow_error,
+    row = _new_prediction(
+        {
+            "created_at": created_at,
+            "user_id": user.pk,
+            "source": source,
+            "model_version_id": loaded.model_version.pk,
+            "inputs": dict(inputs),
+            "probability": scored.probability,
+            "label": scored.label,
+            "risk_band": scored.risk_band,
+            "explanation": [factor.to_dict() for factor in scored.factors],
+            "out_of_range": scored.out_of_range,
+            "latency_ms": latency_ms,
+            "request_id": request_id[:128],
+            "client_ip": client_ip,
+            "shadow_model_version_id": shadow_version_id,
+            "shadow_probability": shadow.probability if shadow is not None else None,
+            "shadow_risk_band": shadow.risk_band if shadow is not None else "",
+            "shadow_error": shadow_error,
+        }
     )
+    # Through the relation descriptors, as keyword arguments would: the answer reads both.
+    row.user = user
+    row.model_version = loaded.model_version
+    return row
+
+
+def _new_prediction(values: Mapping[str, Any]) -> Prediction:
+    """``Prediction(**values)`` for values keyed by attribute name (``user_id``, not ``user``).
+
+    The values are passed by position, in the model's field order: Django's positional path
+    sets each attribute directly, where the keyword path matches every name against the
+    fields first (about 35 µs of an API prediction on the bench machine). A field missing from
+    ``values`` takes its default, as it would with keywords; an unknown name is an error.
+    """
+    fields = Prediction._meta.concrete_fields
+    if not values.keys() <= _prediction_attnames():
+        unknown = set(values).difference(field.attname for field in fields)
+        raise TypeError(f"Prediction has no field {', '.join(sorted(unknown))}")
+    return Prediction(
+        *[values[f.attname] if f.attname in values else f.get_default() for f in fields]
+    )
+
+
+@functools.cache
+def _prediction_attnames() -> frozenset[str]:
+    return frozenset(field.attname for field in Prediction._meta.concrete_fields)
 
 
 def _named_inputs(loaded: LoadedModel, values: Any) -> dict[str, float]:
