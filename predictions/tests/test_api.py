@@ -220,7 +220,7 @@ def test_the_fast_path_and_the_drf_view_answer_alike(api, typical_inputs, settin
     assert fast_error.content.count(b" ") == full_error.content.count(b" ")  # same rendering
 
 
-def test_the_fast_path_logs_and_counts_its_answers_like_the_view(api, typical_inputs, caplog):
+def test_the_fast_path_logs_its_answers_like_the_view(api, typical_inputs, caplog):
     """The fast path answers before the request-id middleware; its answer still carries the
     caller's request id and leaves the same one log line as the view's answer."""
     caplog.set_level(logging.INFO, logger="floodsite.request")
