@@ -153,19 +153,23 @@ class Predictor:
         top_k: int,
     ) -> Prediction:
         band = bisect.bisect_right(self._band_lowers, probability) - 1
-        outside = np.flatnonzero((values < self._minimum) | (values > self._maximum))
+        outside = np.flatnonzero((values < self._minimum) | (values > self._maximum)).tolist()
         factors: list[Factor] = []
         if contributions is not None and top_k > 0:
-            order = np.argsort(-np.abs(contributions), kind="stable")[:top_k]
+            # Plain Python numbers from here: indexing numpy arrays one element at a time
+            # makes a numpy scalar per access.
+            order = np.argsort(-np.abs(contributions), kind="stable")[:top_k].tolist()
+            changes = contributions.tolist()
+            inputs = values.tolist()
             for j in order:
-                change = float(contributions[j])
+                change = changes[j]
                 if change == 0.0:
                     # Sorted by size, so every remaining feature made no difference either.
                     break
                 factors.append(
                     Factor(
                         feature=self.feature_names[j],
-                        value=float(values[j]),
+                        value=inputs[j],
                         contribution=change,
                         direction="raises" if change > 0 else "lowers",
                     )
