@@ -247,6 +247,49 @@ def test_the_fast_path_logs_its_answers_like_the_view(api, typical_inputs, caplo
     assert Prediction.objects.get(pk=fast.json()["id"]).request_id == "trace-fast-0001"
 
 
+def test_a_scoring_failure_is_a_500_in_the_error_format_on_both_paths(
+    api, typical_inputs, production_model, monkeypatch, caplog
+):
+    """ONNX Runtime failing mid-request (the library, not our code, is made to fail) is a 500
+    in the one error format with the request id, on the fast path as on the DRF view, with
+    the traceback logged and no audit row."""
+    import onnxruntime
+
+    def broken_run(self, *args, **kwargs):
+        raise RuntimeError("onnxruntime: out of memory allocating the output tensor")
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", broken_run)
+    api.raise_request_exception = False  # answer the 500 as a server would
+    caplog.set_level(logging.INFO)
+    answers = {
+        "fast": api.post(URL, {"inputs": typical_inputs}, HTTP_X_REQUEST_ID="broken-fast-1"),
+        "full": api.post(
+            URL,
+            {"inputs": typical_inputs},
+            HTTP_X_REQUEST_ID="broken-full-1",
+            HTTP_IDEMPOTENCY_KEY="broken-full-1",
+        ),
+    }
+    for name, response in answers.items():
+        assert response.status_code == 500, (name, response.content)
+        assert response["Content-Type"] == "application/json", name
+        assert response.json() == {
+            "error": {"code": "server_error", "message": "Internal server error.", "fields": {}},
+            "request_id": f"broken-{name}-1",
+        }
+        assert response["X-Request-ID"] == f"broken-{name}-1"
+        assert "out of memory" not in response.content.decode()  # no internals leak
+    request_lines = [r.msg for r in caplog.records if r.name == "floodsite.request"]
+    assert [(line["request_id"], line["status"]) for line in request_lines] == [
+        ("broken-fast-1", 500),
+        ("broken-full-1", 500),
+    ]
+    errors = [r for r in caplog.records if r.name == "django.request" and r.exc_info]
+    assert len(errors) == 2
+    assert all("out of memory" in str(r.exc_info[1]) for r in errors)
+    assert not Prediction.objects.exists()
+
+
 def test_over_https_the_fast_path_adds_hsts_as_the_view_does(api, typical_inputs, settings):
     settings.SECURE_HSTS_SECONDS = 3600
     fast = api.post(URL, {"inputs": typical_inputs}, secure=True)
