@@ -420,12 +420,16 @@ _FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 def _address_allowed(request: HttpRequest) -> bool:
-    # A request relayed by a proxy shows the proxy's address (often 127.0.0.1), not the
-    # caller's: such requests need the token.
-    if any(header in request.META for header in _FORWARDED):
+    # Imported here, like error_body below: this module loads before Django's apps.
+    from floodsite.rest import client_ip
+
+    # With no trusted proxy declared, a relayed request shows the proxy's address (often
+    # 127.0.0.1), not the caller's: such requests need the token. Behind TRUSTED_PROXY_COUNT
+    # proxies the caller's address is the one they forwarded.
+    if not settings.TRUSTED_PROXY_COUNT and any(header in request.META for header in _FORWARDED):
         return False
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(client_ip(request) or "")
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

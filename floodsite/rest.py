@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,9 +100,24 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
 
 
 def client_ip(request) -> str | None:
-    """The caller's address as the server saw it (REMOTE_ADDR; proxies set it via gunicorn)."""
-    address = request.META.get("REMOTE_ADDR") or None
-    return address if address and len(address) <= 45 else None
+    """The caller's address, the one definition for throttles, django-axes, the audit row and
+    /metrics: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT = N proxies the Nth address from the
+    right of X-Forwarded-For (the peer the outermost trusted proxy saw). None if no address.
+
+    Everything left of that is the client's own text: with N = 0 the header is ignored.
+    """
+    address = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "") if proxies else ""
+    if forwarded.strip():
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        # Fewer hops than proxies: the request skipped the outer ones, and the leftmost is the
+        # peer of the first trusted proxy it did pass (DRF's NUM_PROXIES reads it the same way).
+        address = hops[-min(proxies, len(hops))]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 ERROR_SCHEMA = {
@@ -207,6 +223,11 @@ class ScopedThrottle(ScopedRateThrottle):
             except ValueError:  # ... and it expired in between: a new window
                 return True
         return count <= self.num_requests
+
+    def get_ident(self, request) -> str:
+        # A client without a token is counted by its address as client_ip reads it, the same
+        # for every throttle, the lockout and the audit row.
+        return client_ip(request) or "unknown"
 
     def wait(self) -> float:
         return max(self.window_ends - self.now, 1.0)

@@ -357,6 +357,14 @@ METRICS_ALLOWED_IPS = [_network.strip() for _network in METRICS_ALLOWED_IPS]
 
 # --- auth and security --------------------------------------------------------------------
 
+# How many reverse proxies in front of gunicorn each append the address they saw to
+# X-Forwarded-For: 1 behind the shipped nginx (docker-compose, deploy/nginx/). The client is the
+# Nth address from the right; 0 ignores the header, which any client can write. One value for
+# the throttles, django-axes, the audit row and /metrics (floodsite/rest.py::client_ip).
+TRUSTED_PROXY_COUNT = _read(env.int, "TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    _refuse("TRUSTED_PROXY_COUNT", f"must be 0 or more, not {TRUSTED_PROXY_COUNT}")
+
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -369,6 +377,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "floodsite.rest.client_ip"
 # Self sign-up is off: administrators invite or create users.
 ALLOW_SIGNUP = _flag("ALLOW_SIGNUP", default=False)
 
@@ -430,6 +439,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": ["floodsite.rest.ScopedThrottle"],
+    # ScopedThrottle reads the address with client_ip; this keeps DRF's own reading the same.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     # Throttles are cost controls per user and scope, counted in the shared cache (Redis
     # when REDIS_URL is set, so every worker process sees the same counts).
     "DEFAULT_THROTTLE_RATES": {
