@@ -18,10 +18,12 @@ keeps coming from one place, and only a valid-looking request with a working tok
 path.
 
 ``FastPathMiddleware``, first in MIDDLEWARE, calls it before any other middleware and before
-URL resolution. The middleware that shape every response (metrics, request id and log line,
-security headers, frame options, CSP) would cost more than the prediction's own glue, so the
-fast path gives its answers the same shaping itself, through the same functions and the same
-middleware classes (see the class).
+URL resolution, and only for a request the site would serve: a Host outside ALLOWED_HOSTS, a
+User-Agent in DISALLOWED_USER_AGENTS or a redirect the middleware would send (HTTPS, www.)
+goes down the list to be refused or redirected there. The middleware that shape every
+response (metrics, request id and log line, security headers, frame options, CSP) would cost
+more than the prediction's own glue, so the fast path gives its answers the same shaping
+itself, through the same functions and the same middleware classes (see the class).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import orjson
 import structlog
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.exception import response_for_exception
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
@@ -176,6 +179,26 @@ def _no_response(request: HttpRequest) -> HttpResponse:
     raise AssertionError("only process_response of the header middleware is used")
 
 
+def _common_checks_pass(request: HttpRequest) -> bool:
+    """What CommonMiddleware checks before any view: the User-Agent against
+    DISALLOWED_USER_AGENTS, the Host against ALLOWED_HOSTS, and PREPEND_WWW.
+
+    False sends the request down the middleware list, where Django refuses it exactly as it
+    refuses any other URL (403, 400 with its security log line, or the redirect), so the
+    fast path never answers a request the rest of the site would not.
+    """
+    user_agent = request.META.get("HTTP_USER_AGENT")
+    if user_agent is not None and any(
+        pattern.search(user_agent) for pattern in settings.DISALLOWED_USER_AGENTS
+    ):
+        return False
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return False
+    return not (settings.PREPEND_WWW and host and not host.startswith("www."))
+
+
 class FastPathMiddleware:
     """First in MIDDLEWARE: sends `POST /api/v1/predictions/` with a token to ``handle``.
 
@@ -207,6 +230,7 @@ class FastPathMiddleware:
             and request.META.get("HTTP_AUTHORIZATION", "").startswith("Token ")
             # SecurityMiddleware answers plain HTTP with a redirect to HTTPS when told to.
             and not (settings.SECURE_SSL_REDIRECT and not request.is_secure())
+            and _common_checks_pass(request)
         ):
             response = self._answer(request)
             if response is not None:
