@@ -33,6 +33,10 @@ class PredictionAdmin(ReadOnlyAdmin):
     list_select_related = ("user", "model_version")
     show_full_result_count = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Prediction]:
+        # The whole audit trail, what-if answers included (filter by source to tell them apart).
+        return Prediction.all_sources.select_related(*self.list_select_related)
+
 
 @admin.register(Outcome)
 class OutcomeAdmin(ReadOnlyAdmin):

@@ -16,6 +16,14 @@ class Source(models.TextChoices):
     WEB = "web", "Web"
     API = "api", "API"
     BATCH = "batch", "Batch"
+    # A what-if comparison on the result page: kept as an audit trail of what was asked, but
+    # exploration, never a prediction (see EXPLORATION_SOURCES).
+    WHAT_IF = "what_if", "What-if"
+
+
+# Answers given while exploring. ``Prediction.objects`` never returns them, so history, exports,
+# monitoring, drift, accuracy, the promotion gate and retraining cannot count them by mistake.
+EXPLORATION_SOURCES = (Source.WHAT_IF,)
 
 
 class AppendOnlyError(Exception):
@@ -28,6 +36,13 @@ class PredictionQuerySet(models.QuerySet):
 
     def delete(self):
         raise AppendOnlyError("Predictions are an append-only audit log; they are never deleted.")
+
+
+class RealPredictionManager(models.Manager.from_queryset(PredictionQuerySet)):
+    """The default manager: real predictions only, so every reader leaves exploration out."""
+
+    def get_queryset(self) -> PredictionQuerySet:
+        return super().get_queryset().exclude(source__in=EXPLORATION_SOURCES)
 
 
 class Prediction(models.Model):
@@ -100,7 +115,10 @@ class Prediction(models.Model):
         max_length=300, blank=True, help_text="Why the shadow version gave no answer."
     )
 
-    objects = PredictionQuerySet.as_manager()
+    # The first manager is the default one (admin forms, related lookups by default, every
+    # ``Prediction.objects`` reader); the whole audit trail is asked for by name.
+    objects = RealPredictionManager()
+    all_sources = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

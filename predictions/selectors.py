@@ -27,8 +27,10 @@ def user_sees_everything(user: Any) -> bool:
     return bool(user.has_perm(VIEW_ALL_PERMISSION))
 
 
-def prediction_visible(*, user: Any) -> QuerySet[Prediction]:
-    qs = Prediction.objects.select_related("model_version", "user", "outcome__reported_by")
+def prediction_visible(*, user: Any, what_if: bool = False) -> QuerySet[Prediction]:
+    """Predictions ``user`` may read; what-if answers only when ``what_if`` asks for them."""
+    manager = Prediction.all_sources if what_if else Prediction.objects
+    qs = manager.select_related("model_version", "user", "outcome__reported_by")
     return qs if user_sees_everything(user) else qs.filter(user=user)
 
 
@@ -94,7 +96,9 @@ def prediction_list(
             code="forbidden",
             status_code=403,
         )
-    filterset = PredictionFilter(filters, queryset=prediction_visible(user=user))
+    # What-if answers are listed only when asked for by their source.
+    what_if = filters.get("source") == Source.WHAT_IF
+    filterset = PredictionFilter(filters, queryset=prediction_visible(user=user, what_if=what_if))
     if not filterset.is_valid():
         raise ApplicationError(
             "Some filters are invalid: " + ", ".join(sorted(filterset.errors)) + ".",
@@ -118,7 +122,8 @@ def _visible_one(queryset: QuerySet, object_id: Any) -> Any:
 
 def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
     """One prediction, or a 404 when it does not exist or belongs to someone else."""
-    prediction = _visible_one(prediction_visible(user=user), prediction_id)
+    # A what-if answer's own page stays readable (the comparison links to it).
+    prediction = _visible_one(prediction_visible(user=user, what_if=True), prediction_id)
     if prediction is None:
         raise ApplicationError("No such prediction.", code="not_found", status_code=404)
     return prediction

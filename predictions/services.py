@@ -29,7 +29,7 @@ from mlcore.engine import schema
 from mlcore.engine.errors import SchemaError
 from mlcore.engine.inference import Prediction as Scored
 from mlcore.selectors import LoadedModel, ServingSet, serving_set_get
-from predictions.models import IdempotencyRecord, Outcome, Prediction
+from predictions.models import EXPLORATION_SOURCES, IdempotencyRecord, Outcome, Prediction, Source
 
 logger = structlog.get_logger(__name__)
 
@@ -190,8 +190,31 @@ def prediction_create(
         row.save(force_insert=True)
     else:
         insert_instance_if(row, guard)
-    metrics.prediction_observed(source, loaded.label, scored.risk_band)
+    if source not in EXPLORATION_SOURCES:
+        metrics.prediction_observed(source, loaded.label, scored.risk_band)
     return row
+
+
+def what_if_create(
+    *,
+    user: Any,
+    original: Prediction,
+    changes: Mapping[str, Any],
+    request_id: str = "",
+    client_ip: str | None = None,
+) -> Prediction:
+    """Score ``original``'s inputs with ``changes`` applied, logged as a what-if.
+
+    The row keeps an audit trail of what was asked; its source keeps it out of everything
+    that counts predictions (``Prediction.objects`` never returns it).
+    """
+    return prediction_create(
+        user=user,
+        source=Source.WHAT_IF,
+        inputs={**original.inputs, **changes},
+        request_id=request_id,
+        client_ip=client_ip,
+    )
 
 
 def prediction_create_many(
@@ -263,6 +286,14 @@ def outcome_create(
     note: str = "",
 ) -> Outcome:
     """Record what was observed at a predicted site; one outcome per prediction."""
+    if prediction.source in EXPLORATION_SOURCES:
+        raise ApplicationError(
+            "A what-if answer is not a prediction: record the outcome on the prediction it "
+            "explored.",
+            fields={"prediction": "a what-if answer, not a prediction"},
+            code="not_a_prediction",
+            status_code=409,
+        )
     observed_at = observed_at or timezone.now()
     if observed_at > timezone.now() + CLOCK_SKEW:
         raise ApplicationError(

@@ -44,6 +44,7 @@ from predictions.services import (
     outcome_create,
     prediction_create,
     request_fingerprint,
+    what_if_create,
 )
 
 HISTORY_PAGE_SIZE = 25
@@ -200,10 +201,10 @@ def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse
     status = 200
     if form.is_valid():
         try:
-            changed = prediction_create(
+            changed = what_if_create(
                 user=request.user,
-                source=Source.WEB,
-                inputs={**original.inputs, **form.changes()},
+                original=original,
+                changes=form.changes(),
                 request_id=getattr(request, "request_id", ""),
                 client_ip=client_ip(request),
             )

@@ -100,7 +100,7 @@ def test_what_if_compares_with_changed_inputs(analyst_client, production_model):
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
-    changed = Prediction.objects.exclude(pk=original.pk).get()
+    changed = Prediction.all_sources.get(source="what_if")
     assert changed.inputs["rainfall_24h_mm"] == 450
     assert changed.inputs["slope_deg"] == original.inputs["slope_deg"]
     body = response.content.decode()
