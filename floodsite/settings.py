@@ -226,16 +226,26 @@ else:
 
 CELERY_BROKER_URL = _read(env.str, "CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_BROKER_DIR = VAR_DIR / "broker"
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    # kombu's filesystem transport: the embedded default needs no broker server.
-    for _sub in ("queue", "processed"):
+_FILESYSTEM_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
+if _FILESYSTEM_BROKER:
+    for _sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    # kombu's filesystem transport: the embedded default needs no broker server. Every folder
+    # it writes is under var/; its exchange tables ("control") would otherwise land in
+    # whatever directory the process was started from.
+    {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
+    if _FILESYSTEM_BROKER
+    # A task a killed worker never acknowledged is handed to another worker after this long;
+    # batch chunk tasks take seconds, so minutes are plenty.
+    else {"visibility_timeout": _read(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300)}
+)
 CELERY_RESULT_BACKEND = _read(
     env.str, "CELERY_RESULT_BACKEND", default=REDIS_URL or f"file://{VAR_DIR / 'celery-results'}"
 )
@@ -256,12 +266,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": _read(env.float, "BATCH_RESUME_INTERVAL_SECONDS", default=60.0),
     },
 }
-if not CELERY_BROKER_URL.startswith("filesystem://"):
-    # A task a killed worker never acknowledged is handed to another worker after this long;
-    # batch chunk tasks take seconds, so minutes are plenty.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": _read(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300)
-    }
 
 # --- files --------------------------------------------------------------------------------
 
