@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -40,10 +41,27 @@ def check_model() -> str:
     return f"{predictor.label} ({predictor.backend})"
 
 
+def check_static() -> str:
+    """Production renders every page with hashed static names read from the manifest that
+    collectstatic writes; without it each page is a 500, so the site is not ready."""
+    if not isinstance(staticfiles_storage, ManifestFilesMixin):
+        return "served from the source folders"
+    # The storage reads the manifest once, when the process first uses it: what counts is
+    # what this process loaded, not whether the file exists now.
+    if not staticfiles_storage.hashed_files:
+        manifest = Path(settings.STATIC_ROOT) / staticfiles_storage.manifest_name
+        raise FileNotFoundError(
+            f"the staticfiles manifest {manifest} is missing or was written after this process "
+            "started: run manage.py collectstatic (setup_site does) and restart"
+        )
+    return f"{len(staticfiles_storage.hashed_files)} files in the manifest"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
     "model": check_model,
+    "static": check_static,
 }
 
 

@@ -29,7 +29,7 @@ def test_readyz_is_ready_with_a_production_model(client, production_model):
     body = response.json()
     assert response.status_code == 200, body
     assert body["failing"] == []
-    assert set(body["components"]) == {"database", "broker", "model"}
+    assert set(body["components"]) == {"database", "broker", "model", "static"}
     assert str(production_model) in body["components"]["model"]["detail"]
 
 

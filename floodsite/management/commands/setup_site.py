@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -12,14 +13,20 @@ from mlcore.models import ModelVersion, Stage
 
 class Command(BaseCommand):
     help = (
-        "Apply migrations, train and promote the default model when there is no production "
-        "version, and create a first administrator (random password, printed once) when there "
-        "is no user. Running it again changes nothing that exists."
+        "Apply migrations, collect static files (production settings), train and promote the "
+        "default model when there is no production version, and create a first administrator "
+        "(random password, printed once) when there is no user. Running it again changes "
+        "nothing that exists."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--admin-username", default="admin")
         parser.add_argument("--skip-migrate", action="store_true")
+        parser.add_argument(
+            "--skip-collectstatic",
+            action="store_true",
+            help="Leave static files alone (the Docker image collects them when it is built).",
+        )
         parser.add_argument(
             "--rows", type=int, default=60_000, help="Synthetic rows for the default model."
         )
@@ -28,6 +35,11 @@ class Command(BaseCommand):
         if not opts["skip_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
             self.stdout.write("Database is up to date.")
+        # Production pages name hashed files from collectstatic's manifest and are a 500
+        # without it; the local mode serves the source folders and needs no copy.
+        if not opts["skip_collectstatic"] and isinstance(staticfiles_storage, ManifestFilesMixin):
+            call_command("collectstatic", interactive=False, verbosity=0)
+            self.stdout.write(f"Static files collected into {settings.STATIC_ROOT}.")
 
         name = settings.FLOODSITE_MODEL_NAME
         production = ModelVersion.objects.filter(name=name, stage=Stage.PRODUCTION).first()
