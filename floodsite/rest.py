@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,20 +20,33 @@ from rest_framework.throttling import ScopedRateThrottle
 logger = structlog.get_logger(__name__)
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of decoded JSON, stopping as soon as it exceeds ``limit``."""
-    deepest = 0
+# Half of a UTF-16 surrogate pair: the JSON escape \ud800 decodes to one, but no UTF-8 text
+# (a response, a log line, a database column) can hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _decoded_problem(value: Any, limit: int) -> str | None:
+    """What makes decoded JSON unusable (nesting past ``limit``, an unpaired surrogate in a
+    key or string), or None; one walk that stops at the first problem."""
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
         if level > limit:
-            return level
-        deepest = max(deepest, level)
+            return f"nesting deeper than {limit} levels"
         if isinstance(item, dict):
-            stack.extend((child, level + 1) for child in item.values())
+            for key, child in item.items():
+                if _has_surrogate(key):
+                    return f"the key {key!r} holds an unpaired UTF-16 surrogate"
+                stack.append((child, level + 1))
         elif isinstance(item, list):
             stack.extend((child, level + 1) for child in item)
-    return deepest
+        elif isinstance(item, str) and _has_surrogate(item):
+            return f"the string {item[:40]!r} holds an unpaired UTF-16 surrogate"
+    return None
 
 
 class RequestTooLarge(APIException):
@@ -42,7 +56,8 @@ class RequestTooLarge(APIException):
 
 
 class StrictJSONParser(JSONParser):
-    """JSON only; NaN/Infinity literals, deep nesting and non-UTF-8 bodies are 400s, not 500s.
+    """JSON only; NaN/Infinity literals, deep nesting, non-UTF-8 bodies and unpaired surrogates
+    are 400s, not 500s.
 
     The body is read with a cap (DATA_UPLOAD_MAX_MEMORY_SIZE): DRF streams JSON straight from
     the socket, which would otherwise bypass Django's own limit.
@@ -59,10 +74,9 @@ class StrictJSONParser(JSONParser):
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
         except UnicodeDecodeError:
             raise ParseError("JSON parse error - the body is not UTF-8.") from None
-        if _depth(data, settings.API_MAX_JSON_DEPTH) > settings.API_MAX_JSON_DEPTH:
-            raise ParseError(
-                f"JSON parse error - nesting deeper than {settings.API_MAX_JSON_DEPTH} levels."
-            )
+        problem = _decoded_problem(data, settings.API_MAX_JSON_DEPTH)
+        if problem is not None:
+            raise ParseError(f"JSON parse error - {problem}.")
         return data
 
 
