@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import io
 import json
 import os
@@ -784,6 +785,21 @@ def _stage_clock() -> Iterator[list[tuple[str, float, float]]]:
     marks: list[tuple[str, float, float]] = []
 
     def clocked(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(call):  # _read_chunk: one mark per block it yields
+
+            @functools.wraps(call)
+            def steps(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                inner = call(*args, **kwargs)
+                while True:
+                    start = time.perf_counter()
+                    item = next(inner, None)
+                    if item is None:
+                        return
+                    marks.append((name, start, time.perf_counter()))
+                    yield item
+
+            return steps
+
         @functools.wraps(call)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -834,6 +850,8 @@ def _profile_chunks(fixture: Fixture, chunk_rows: int) -> dict[str, Any]:
     from predictions import batches
     from predictions.models import BatchJob, Source
 
+    # One block per chunk, so each stage below is one call (workers read in BATCH_BLOCK_ROWS).
+    settings.BATCH_BLOCK_ROWS = chunk_rows
     names = fixture.loaded.manifest.feature_names
     rows = PROFILE_CHUNKS * chunk_rows
     path = WORK_DIR / "profile.csv"

@@ -254,6 +254,11 @@ if CELERY_RESULT_BACKEND.startswith("file://"):
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process whose resident memory passed this many KiB is replaced after its task, so one
+# hostile or huge job cannot leave a worker holding gigabytes; 0 never replaces one.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = (
+    _read(env.int, "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=1_000_000) or None
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -463,6 +468,17 @@ BATCH_MAX_BYTES = _read(env.int, "BATCH_MAX_BYTES", default=300_000_000)
 BATCH_MAX_ROWS = _read(env.int, "BATCH_MAX_ROWS", default=2_000_000)
 BATCH_CHUNK_ROWS = _read(env.int, "BATCH_CHUNK_ROWS", default=20_000)
 BATCH_STALLED_SECONDS = _read(env.int, "BATCH_STALLED_SECONDS", default=120)
+# A longer record is a row error; numbers need a few bytes, and this keeps every cell under
+# the csv module's 128 KiB field limit.
+BATCH_MAX_ROW_BYTES = _read(env.int, "BATCH_MAX_ROW_BYTES", default=65_536)
+# A chunk task reads and validates this many rows at a time; between blocks it renews its lease
+# and stops if the job was cancelled. The lease must outlast the slowest block by far.
+BATCH_BLOCK_ROWS = _read(env.int, "BATCH_BLOCK_ROWS", default=5_000)
+BATCH_CHUNK_LEASE_SECONDS = _read(env.float, "BATCH_CHUNK_LEASE_SECONDS", default=60.0)
+# A chunk task past the soft limit stops and fails its job with a message saying so; past the
+# hard limit its process is killed (for code that cannot be interrupted).
+BATCH_CHUNK_SOFT_TIME_LIMIT = _read(env.float, "BATCH_CHUNK_SOFT_TIME_LIMIT", default=300.0)
+BATCH_CHUNK_TIME_LIMIT = _read(env.float, "BATCH_CHUNK_TIME_LIMIT", default=360.0)
 # Largest request body (JSON or form) in bytes; 1,000 instances take about 0.6 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _read(env.int, "DJANGO_MAX_BODY_BYTES", default=2_621_440)
 API_MAX_JSON_DEPTH = 20

@@ -37,8 +37,8 @@ import pandas as pd
 import structlog
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from floodsite import metrics
@@ -46,6 +46,7 @@ from floodsite.exceptions import ApplicationError
 from mlcore.engine import schema
 from mlcore.engine.inference import score_batch
 from mlcore.selectors import loaded_model_get, predictor_get_active
+from predictions import batch_records
 from predictions.exports import safe_cell
 from predictions.models import (
     BatchChunk,
@@ -60,6 +61,8 @@ logger = structlog.get_logger(__name__)
 
 RESULT_COLUMNS = ("probability", "label", "risk_band")
 _HEADER_BYTES = 1_000_000
+# A chunk file also ends at this size, so a chunk's frame stays small whatever its rows hold.
+_CHUNK_MAX_BYTES = 32 << 20
 
 
 # --- submission ---------------------------------------------------------------------------
@@ -72,6 +75,11 @@ def _read_header(upload: IO[bytes]) -> list[str]:
     upload.seek(0)
     if not head.strip():
         raise ApplicationError("The file is empty.", fields={"file": "empty file"})
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ApplicationError(
+            "The file is UTF-16 text. Save it as 'CSV UTF-8' and upload it again.",
+            fields={"file": "UTF-16, not UTF-8"},
+        )
     if b"\x00" in head:
         raise ApplicationError(
             "This is not a CSV text file (it contains binary data).",
@@ -87,7 +95,22 @@ def _read_header(upload: IO[bytes]) -> list[str]:
                 fields={"file": "not UTF-8"},
             ) from exc
         text = head[: exc.start].decode("utf-8-sig")
-    first_line = text.splitlines()[0] if text.splitlines() else ""
+    first_line, newline, _ = text.partition("\n")
+    if not newline and len(head) == _HEADER_BYTES:
+        # Refused before any parsing: a header this long names no model's inputs.
+        raise ApplicationError(
+            f"The header line is longer than {_HEADER_BYTES:,} bytes (at least "
+            f"{first_line.count(',') + 1:,} columns); it should name the model's inputs.",
+            fields={"header": f"longer than {_HEADER_BYTES} bytes"},
+            code="invalid_header",
+        )
+    first_line = first_line.removesuffix("\r")
+    if "\r" in first_line:
+        raise ApplicationError(
+            "The file uses carriage returns (CR) alone as line ends. Save it with Windows "
+            "(CRLF) or Unix (LF) line ends and upload it again.",
+            fields={"file": "CR line ends"},
+        )
     return [name.strip() for name in next(csv.reader([first_line]), [])]
 
 
@@ -224,21 +247,82 @@ def batch_mark_notified(*, job: BatchJob) -> None:
 # --- splitting ----------------------------------------------------------------------------
 
 
-def _iter_records(handle: IO[bytes]) -> Iterator[bytes]:
-    """CSV records as raw bytes, keeping quoted line breaks inside their record."""
-    pending = b""
-    for line in handle:
-        pending += line
-        # An odd number of quotes so far means a quoted cell continues on the next line.
-        if pending.count(b'"') % 2 == 0:
-            yield pending if pending.endswith(b"\n") else pending + b"\n"
-            pending = b""
-    if pending:
-        yield pending if pending.endswith(b"\n") else pending + b"\n"
-
-
 def _chunk_path(job: BatchJob, index: int, kind: str) -> Path:
     return _job_dir(job) / "chunks" / f"{kind}-{index:05d}.csv"
+
+
+class _ChunkWriter:
+    """Chunk files of at most BATCH_CHUNK_ROWS rows (or _CHUNK_MAX_BYTES), each with the header.
+
+    A refused record is written as a blank record of the header's width, so every row keeps
+    its position, and its reason goes to the chunk's rejects file.
+    """
+
+    def __init__(self, job: BatchJob, header: bytes, width: int) -> None:
+        self.job, self.header = job, header
+        self.placeholder = b'""' + b"," * (width - 1) + b"\n"
+        self.chunks: list[BatchChunk] = []
+        self.total = 0
+        self._out: IO[bytes] | None = None
+        self._rows = self._bytes = 0
+        self._rejects: list[tuple[int, str]] = []
+
+    def add(self, data: bytes, problem: str = "") -> None:
+        if self._out is None:
+            path = _chunk_path(self.job, len(self.chunks), "input")
+            self._out = open(path, "wb")  # noqa: SIM115 (closed in close)
+            self._out.write(self.header)
+        if problem:
+            self._rejects.append((self._rows, problem))
+            data = self.placeholder
+        self._out.write(data)
+        self._rows += 1
+        self._bytes += len(data)
+        self.total += 1
+        if self._rows == settings.BATCH_CHUNK_ROWS or self._bytes >= _CHUNK_MAX_BYTES:
+            self.close()
+
+    def close(self) -> None:
+        if self._out is None:
+            return
+        self._out.close()
+        self._out = None
+        index = len(self.chunks)
+        if self._rejects:
+            with open(_chunk_path(self.job, index, "rejects"), "w", newline="") as out:
+                csv.writer(out).writerows(self._rejects)
+        self.chunks.append(
+            BatchChunk(
+                job=self.job,
+                index=index,
+                first_row=self.total - self._rows + 1,
+                row_count=self._rows,
+            )
+        )
+        self._rows = self._bytes = 0
+        self._rejects = []
+
+
+def _split_records(job: BatchJob, handle: IO[bytes]) -> tuple[list[BatchChunk], int]:
+    """Check every record against the header and write the chunk files; (chunks, rows)."""
+    max_bytes = settings.BATCH_MAX_ROW_BYTES
+    records = batch_records.iter_records(handle, max_bytes=max_bytes)
+    first = next(records, None)
+    header = first.data.removeprefix(b"\xef\xbb\xbf") if first and first.data else b""
+    names = batch_records.record_fields(header)
+    width = len(names[0]) if len(names) == 1 else 0
+    if not width:  # batch_create read the same header; only a changed file gets here
+        raise ApplicationError("The file's header can no longer be read.", code="invalid_header")
+    writer = _ChunkWriter(job, header, width)
+    try:
+        for record in records:
+            if record.blank:
+                continue  # blank lines are not rows
+            problem = batch_records.record_problem(record, width=width, max_bytes=max_bytes)
+            writer.add(record.data or b"", problem)
+    finally:
+        writer.close()
+    return writer.chunks, writer.total
 
 
 def batch_split(*, job_id: str) -> list[int]:
@@ -255,46 +339,19 @@ def batch_split(*, job_id: str) -> list[int]:
             batch_finalize(job_id=str(job.pk))
         return pending
     (_job_dir(job) / "chunks").mkdir(parents=True, exist_ok=True)
-    size = settings.BATCH_CHUNK_ROWS
-    chunks: list[BatchChunk] = []
     with open(job.input_file.path, "rb") as handle:
-        records = _iter_records(handle)
-        header = next(records, b"")
-        if header.startswith(b"\xef\xbb\xbf"):
-            header = header[3:]
-        out = None
-        count = 0
-        total = 0
-        for record in records:
-            if not record.strip():
-                continue  # blank lines are not rows
-            if count == 0:
-                out = open(_chunk_path(job, len(chunks), "input"), "wb")  # noqa: SIM115
-                out.write(header)
-            out.write(record)
-            count += 1
-            total += 1
-            if count == size:
-                out.close()
-                chunks.append(
-                    BatchChunk(
-                        job=job, index=len(chunks), first_row=total - count + 1, row_count=count
-                    )
-                )
-                count = 0
-        if count:
-            out.close()
-            chunks.append(
-                BatchChunk(job=job, index=len(chunks), first_row=total - count + 1, row_count=count)
-            )
+        chunks, total = _split_records(job, handle)
     with transaction.atomic():
         BatchChunk.objects.bulk_create(chunks)
         BatchJob.objects.filter(pk=job.pk).update(
-            status=BatchStatus.RUNNING,
             total_rows=total,
             chunks_total=len(chunks),
             started_at=timezone.now(),
             progress_at=timezone.now(),
+        )
+        # A job cancelled while it was being split stays cancelled.
+        BatchJob.objects.filter(pk=job.pk, status=BatchStatus.QUEUED).update(
+            status=BatchStatus.RUNNING
         )
     logger.info("batch_split", job=str(job.pk), rows=total, chunks=len(chunks))
     if not chunks:
@@ -305,37 +362,86 @@ def batch_split(*, job_id: str) -> list[int]:
 # --- scoring ------------------------------------------------------------------------------
 
 
-def _read_chunk(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
-    """The chunk as a frame (one row per record) plus errors for records of the wrong width."""
-    try:
-        frame = pd.read_csv(
-            path,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            encoding_errors="replace",
-            skipinitialspace=True,
-            dtype=None,
+def _read_chunk(path: Path, *, block_rows: int) -> Iterator[pd.DataFrame]:
+    """The chunk in frames of ``block_rows`` rows.
+
+    batch_split let through only records of the header's width and bounded size (the rest are
+    blank placeholders), so pandas never meets a record it would turn into index levels.
+    """
+    with pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values=[""],
+        encoding="utf-8-sig",
+        encoding_errors="replace",
+        skipinitialspace=True,
+        dtype=None,
+        index_col=False,
+        chunksize=block_rows,
+    ) as reader:
+        for frame in reader:
+            frame.columns = [str(c).strip() for c in frame.columns]
+            yield frame
+
+
+def _read_rejects(path: Path) -> dict[int, str]:
+    """Position in the chunk -> why batch_split refused that record."""
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {int(position): reason for position, reason in csv.reader(handle)}
+
+
+def _validate_block(
+    manifest: Any, frame: pd.DataFrame, *, offset: int, rejects: dict[int, str]
+) -> schema.RowValidation:
+    """Validate one block; positions in the result count from the chunk's first row."""
+    checked = schema.validate_frame(manifest, frame)
+    refused = {p - offset: r for p, r in rejects.items() if offset <= p < offset + len(frame)}
+    if refused:
+        keep = ~np.isin(checked.valid_index, list(refused))
+        checked = schema.RowValidation(
+            matrix=checked.matrix[keep],
+            valid_index=checked.valid_index[keep],
+            errors=[e for e in checked.errors if e[0] not in refused]
+            + [(position, "", reason) for position, reason in refused.items()],
         )
-        frame.columns = [str(c).strip() for c in frame.columns]
-        return frame, []
-    except pd.errors.ParserError:
-        pass
-    # Some records have too many cells: read cell by cell and report those rows.
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader)]
-        rows: list[list[str]] = []
-        errors: list[tuple[int, str, str]] = []
-        for position, record in enumerate(reader):
-            if len(record) != len(header):
-                errors.append(
-                    (position, "", f"has {len(record)} cells, the header has {len(header)}")
-                )
-                record = [""] * len(header)
-            rows.append(record)
-    frame = pd.DataFrame(rows, columns=header)
-    return frame, errors
+    return schema.RowValidation(
+        matrix=checked.matrix,
+        valid_index=checked.valid_index + offset,
+        errors=sorted((position + offset, column, why) for position, column, why in checked.errors),
+    )
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.BATCH_CHUNK_LEASE_SECONDS)
+
+
+def _chunk_claim(chunk: BatchChunk) -> bool:
+    """Take the chunk's lease; False while another live task holds it (or it is done)."""
+    now = timezone.now()
+    return bool(
+        BatchChunk.objects.filter(pk=chunk.pk, done=False)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + _lease(), attempts=F("attempts") + 1)
+    )
+
+
+def _chunk_renew(chunk: BatchChunk) -> bool:
+    """Renew the lease between row blocks; False once the job was cancelled (or failed)."""
+    return bool(
+        BatchChunk.objects.filter(
+            pk=chunk.pk, job__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING]
+        ).update(lease_until=timezone.now() + _lease())
+    )
+
+
+def _chunk_release(chunk: BatchChunk) -> None:
+    """A task that stops without finishing hands the chunk back at once."""
+    try:
+        BatchChunk.objects.filter(pk=chunk.pk, done=False).update(lease_until=None)
+    except DatabaseError:  # the lease runs out by itself; the original error matters more
+        logger.warning("batch_chunk_release_failed", job=str(chunk.job_id), chunk=chunk.index)
 
 
 @dataclass
@@ -399,6 +505,8 @@ def _write_audit_rows(
     latency_ms: float,
 ) -> None:
     """Insert one audit row per scored row: COPY on PostgreSQL, bulk_create elsewhere."""
+    if not len(rows):
+        return  # a chunk of refused rows only (COPY reads an empty payload as one blank row)
     now = timezone.now()
     outside_names = np.array(names, dtype=object)
     out_of_range = [
@@ -472,33 +580,56 @@ def _write_audit_rows(
 
 
 def batch_chunk_process(*, job_id: str, index: int) -> bool:
-    """Score one chunk and log it; returns True when this chunk was the job's last one."""
+    """Score one chunk and log it; returns True when this chunk was the job's last one.
+
+    The chunk is read and validated in blocks of BATCH_BLOCK_ROWS rows; between blocks the
+    task renews its lease (so the resumer leaves it alone) and stops if the job was cancelled.
+    """
     job = BatchJob.objects.select_related("model_version").filter(pk=job_id).first()
     chunk = BatchChunk.objects.filter(job_id=job_id, index=index).first()
     if job is None or chunk is None or chunk.done or job.finished:
         return False
+    if not _chunk_claim(chunk):
+        return False  # a live task is scoring this chunk; a duplicate message does nothing
+    try:
+        return _chunk_score(job, chunk)
+    finally:
+        _chunk_release(chunk)
+
+
+def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
+    index = chunk.index
     started = time.perf_counter()
     loaded = loaded_model_get(model_version=job.model_version)
     names = loaded.manifest.feature_names
-    frame, width_errors = _read_chunk(_chunk_path(job, index, "input"))
-    checked = schema.validate_frame(loaded.manifest, frame)
-    bad_width = {position for position, _, _ in width_errors}
-    if bad_width:
-        keep = ~np.isin(checked.valid_index, list(bad_width))
-        checked = schema.RowValidation(
-            matrix=checked.matrix[keep],
-            valid_index=checked.valid_index[keep],
-            errors=[e for e in checked.errors if e[0] not in bad_width] + width_errors,
-        )
+    rejects = _read_rejects(_chunk_path(job, index, "rejects"))
+    blocks: list[schema.RowValidation] = []
+    read = 0
+    for frame in _read_chunk(
+        _chunk_path(job, index, "input"), block_rows=settings.BATCH_BLOCK_ROWS
+    ):
+        if not _chunk_renew(chunk):
+            logger.info("batch_chunk_stopped", job=str(job.pk), chunk=index, rows_read=read)
+            return False
+        blocks.append(_validate_block(loaded.manifest, frame, offset=read, rejects=rejects))
+        read += len(frame)
+    checked = schema.RowValidation(  # a chunk file holds at least one row: one block or more
+        matrix=np.concatenate([block.matrix for block in blocks]),
+        valid_index=np.concatenate([block.valid_index for block in blocks]),
+        errors=[error for block in blocks for error in block.errors],
+    )
     scores = score_batch(loaded.predictor, checked.matrix)
     rows = checked.valid_index + chunk.first_row
-    latency_ms = (time.perf_counter() - started) * 1000 / max(len(frame), 1)
+    latency_ms = (time.perf_counter() - started) * 1000 / max(read, 1)
 
     # The parsed numbers, not the raw cells: nothing a spreadsheet could run reaches the file.
     text = _format_rows(checked.matrix, scores.probability)
     _write_result_part(_chunk_path(job, index, "result"), rows=rows, text=text, scores=scores)
 
-    failed_rows = len(frame) - len(checked.valid_index)
+    failed_rows = read - len(checked.valid_index)
+    if not _chunk_renew(chunk):
+        logger.info("batch_chunk_stopped", job=str(job.pk), chunk=index, rows_read=read)
+        return False
     with transaction.atomic():
         locked = BatchChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.done:  # a duplicate delivery finished it while this one was scoring
@@ -528,11 +659,11 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
             done=True,
             rows_ok=len(rows),
             rows_failed=failed_rows,
-            attempts=F("attempts") + 1,
+            lease_until=None,
             finished_at=timezone.now(),
         )
         BatchJob.objects.filter(pk=job.pk).update(
-            processed_rows=F("processed_rows") + len(frame),
+            processed_rows=F("processed_rows") + read,
             failed_rows=F("failed_rows") + failed_rows,
             chunks_done=F("chunks_done") + 1,
             progress_at=timezone.now(),
@@ -605,29 +736,61 @@ def batch_fail(*, job_id: str, error: BaseException) -> None:
 
     The rows of chunks that committed stay in the audit log; the owner sees the reason.
     """
-    updated = BatchJob.objects.filter(
-        pk=job_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING]
-    ).update(
-        status=BatchStatus.FAILED,
-        finished_at=timezone.now(),
-        error=(
+    if isinstance(error, ApplicationError):  # a reason meant for the owner
+        message = f"Scoring stopped: {error.message} Rows scored before it are kept."
+    else:
+        message = (
             f"Scoring stopped on an internal error ({type(error).__name__}); rows scored "
             "before it are kept. An administrator can find the details in the worker log."
-        ),
+        )
+    _fail(job_id, message, log=f"{type(error).__name__}: {error}")
+
+
+def batch_fail_timed_out(*, job_id: str, index: int | None, seconds: float | None) -> None:
+    """A chunk task ran past BATCH_CHUNK_SOFT_TIME_LIMIT (or the hard limit): say so."""
+    chunk = (
+        None if index is None else BatchChunk.objects.filter(job__pk=job_id, index=index).first()
     )
+    rows = (
+        f"rows {chunk.first_row:,}-{chunk.first_row + chunk.row_count - 1:,}"
+        if chunk
+        else "a chunk"
+    )
+    _fail(
+        job_id,
+        f"Scoring stopped: {rows} took longer than the {seconds or 0:g}-second limit for one "
+        "chunk (BATCH_CHUNK_SOFT_TIME_LIMIT); rows scored before it are kept. Split the file "
+        "into smaller ones, or ask an administrator to raise the limit.",
+        log=f"time limit in chunk {index}",
+    )
+
+
+def _fail(job_id: str, message: str, *, log: str) -> None:
+    updated = BatchJob.objects.filter(
+        pk=job_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING]
+    ).update(status=BatchStatus.FAILED, finished_at=timezone.now(), error=message)
     if updated:
-        logger.error("batch_failed", job=job_id, error=f"{type(error).__name__}: {error}"[:500])
+        logger.error("batch_failed", job=job_id, error=log[:500])
 
 
 def batch_resume_stalled() -> list[tuple[str, list[int]]]:
-    """Jobs with no progress for BATCH_STALLED_SECONDS: which chunks to queue again."""
-    cutoff = timezone.now() - timedelta(seconds=settings.BATCH_STALLED_SECONDS)
+    """Jobs with no progress for BATCH_STALLED_SECONDS: which chunks to queue again.
+
+    A chunk whose lease has not run out is being scored by a live task and is never queued
+    again; a job whose unfinished chunks are all leased is left alone. An empty list means
+    "split again", which also finishes a job whose last step was lost.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.BATCH_STALLED_SECONDS)
     resumed: list[tuple[str, list[int]]] = []
     stalled = BatchJob.objects.filter(
         status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING], created_at__lt=cutoff
     ).exclude(progress_at__gte=cutoff)
     for job in stalled:
-        pending = list(job.chunks.filter(done=False).values_list("index", flat=True))
+        unfinished = job.chunks.filter(done=False)
+        pending = list(unfinished.exclude(lease_until__gte=now).values_list("index", flat=True))
+        if not pending and unfinished.exists():
+            continue  # every unfinished chunk is in the hands of a live task
         BatchJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
         resumed.append((str(job.pk), pending))
     return resumed

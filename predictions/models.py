@@ -179,6 +179,9 @@ class Outcome(models.Model):
     class Meta:
         ordering = ["-observed_at", "-id"]
         indexes = [models.Index(fields=["observed_at"], name="outcome_observed")]
+        # add_outcome covers your own predictions; outcomes feed the promotion gate and
+        # retraining, so recording one on another user's prediction is a permission apart.
+        permissions = [("add_outcome_any", "Can record outcomes on any user's prediction")]
 
     def __str__(self) -> str:
         return f"{self.prediction_id}: {'flooded' if self.flooded else 'not flooded'}"
@@ -298,6 +301,9 @@ class BatchChunk(models.Model):
     rows_failed = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Renewed by the task scoring the chunk after every block of rows; while it lies in the
+    # future the task is alive and nothing queues the chunk again.
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "index"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from predictions import batches
@@ -25,7 +27,13 @@ class BatchTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         job_id = args[0] if args else kwargs.get("job_id")
-        if job_id:
+        if not job_id:
+            return
+        if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+            # Celery also calls this (in the worker's main process) for a hard time limit.
+            index = args[1] if len(args) > 1 else kwargs.get("index")
+            batches.batch_fail_timed_out(job_id=job_id, index=index, seconds=self.soft_time_limit)
+        else:
             batches.batch_fail(job_id=job_id, error=exc)
 
 
@@ -36,7 +44,13 @@ def batch_split_task(job_id: str) -> None:
         batch_chunk_task.apply_async(args=[job_id, index])
 
 
-@shared_task(base=BatchTask, acks_late=True, **RETRY)
+@shared_task(
+    base=BatchTask,
+    acks_late=True,
+    soft_time_limit=settings.BATCH_CHUNK_SOFT_TIME_LIMIT,
+    time_limit=settings.BATCH_CHUNK_TIME_LIMIT,
+    **RETRY,
+)
 def batch_chunk_task(job_id: str, index: int) -> None:
     if batches.batch_chunk_process(job_id=job_id, index=index):
         batch_finalize_task.apply_async(args=[job_id])

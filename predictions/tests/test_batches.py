@@ -124,7 +124,7 @@ def test_a_chunk_run_twice_writes_nothing_twice(submit, settings):
     [
         ("", "file", "empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "file", "not a CSV"),
-        ("rainfall_24h_mm\n".encode("utf-16"), "file", "not a CSV"),
+        ("rainfall_24h_mm\n".encode("utf-16"), "file", "UTF-16"),
         ("caf\xe9,x\n1,2\n".encode("latin-1"), "file", "not UTF-8"),
         ("station,rainfall_24h_mm\nA,3\n", "missing_columns", "rainfall_72h_mm"),
     ],

@@ -40,6 +40,8 @@ def worker_env(media_root: Path) -> dict[str, str]:
         "DJANGO_MEDIA_ROOT": str(media_root),
         "BATCH_CHUNK_ROWS": str(CHUNK_ROWS),
         "BATCH_STALLED_SECONDS": "4",
+        # A killed worker's chunks are queued again once their lease runs out.
+        "BATCH_CHUNK_LEASE_SECONDS": "5",
         "BATCH_RESUME_INTERVAL_SECONDS": "2",
         "CELERY_VISIBILITY_TIMEOUT": "5",
         "OMP_NUM_THREADS": "1",
