@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -190,6 +192,31 @@ def add_error_responses(result: dict[str, Any], generator, request, public) -> d
     return result
 
 
+class OncePerInterval:
+    """Says when a repeated event is due to be logged again: at most once per ``seconds``,
+    with how many occurrences were held back since the last report."""
+
+    def __init__(self, *, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._held_back = 0
+
+    def due(self) -> tuple[bool, int]:
+        """(log now?, occurrences held back since the last report)."""
+        now = self._clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self.seconds:
+                self._held_back += 1
+                return False, 0
+            held_back, self._held_back, self._last = self._held_back, 0, now
+            return True, held_back
+
+
+THROTTLE_OUTAGE_LOG = OncePerInterval(seconds=60)
+
+
 class ScopedThrottle(ScopedRateThrottle):
     """Per-user, per-scope rates counted in the shared cache; open when the cache is down.
 
@@ -208,7 +235,16 @@ class ScopedThrottle(ScopedRateThrottle):
         try:
             return self._allow(request, view)
         except Exception as exc:  # the cache client's connection errors have no common base
-            logger.warning("throttle_cache_unavailable", error=str(exc)[:200])
+            # Once per interval and process: a line per request buried the logs (thousands a
+            # second) while saying nothing new.
+            due, held_back = THROTTLE_OUTAGE_LOG.due()
+            if due:
+                logger.warning(
+                    "throttle_cache_unavailable",
+                    error=str(exc)[:200],
+                    repeats_not_logged=held_back,
+                    next_report_seconds=THROTTLE_OUTAGE_LOG.seconds,
+                )
             return True
 
     def _allow(self, request, view) -> bool:

@@ -129,6 +129,7 @@ def _drift_rows(block: dict[str, Any], series: list[dict[str, Any]]) -> list[dic
                 "subject": subject,
                 "psi": psi_value,
                 "ks": entry.get("ks"),
+                "outside": entry.get("outside"),
                 "level": entry.get("level") or "unknown",
                 "mean": entry.get("mean"),
                 "reference_mean": entry.get("reference_mean"),
