@@ -21,13 +21,37 @@ expected = sys.argv[3] if len(sys.argv) > 3 else manifest["onnx_sha256"]  # X-Mo
 if hashlib.sha256(files["model.onnx"]).hexdigest() != expected:
     sys.exit("model.onnx is not the model the service sent")
 spec = manifest["onnx_input"]  # input name, dtype and the feature order of the columns
+features = {feature["name"]: feature for feature in manifest["features"]}
+
+
+def refusals(row):  # what the service refuses: values past a hard limit (old models have none)
+    for name in spec["order"]:
+        low, high = features[name].get("hard_minimum"), features[name].get("hard_maximum")
+        value, unit = float(row[name]), f" {features[name]['unit']}".rstrip()
+        if low is not None and high is not None and not low <= value <= high:
+            yield f"{name} must be between {low:.10g} and {high:.10g}{unit} (hard limit)"
+        elif low is not None and high is None and value < low:
+            yield f"{name} must be at least {low:.10g}{unit} (hard limit)"
+        elif high is not None and low is None and value > high:
+            yield f"{name} must be at most {high:.10g}{unit} (hard limit)"
+
+
 with open(sites, newline="") as handle:
     rows = list(csv.DictReader(handle))
-X = np.array([[float(row[name]) for name in spec["order"]] for row in rows], dtype=spec["dtype"])
+reasons = {n: "; ".join(refusals(row)) for n, row in enumerate(rows, start=1)}
+good = [n for n, reason in reasons.items() if not reason]
+X = np.array([[float(rows[n - 1][k]) for k in spec["order"]] for n in good], dtype=spec["dtype"])
 session = ort.InferenceSession(files["model.onnx"], providers=["CPUExecutionProvider"])
-p = np.clip(session.run(["probabilities"], {spec["name"]: X})[0][:, 1].astype(float), 0, 1)
+scored = session.run(["probabilities"], {spec["name"]: X})[0][:, 1] if good else []
+p = dict(zip(good, np.clip(np.asarray(scored, dtype=float), 0, 1), strict=True))
 bands = sorted(manifest["risk_bands"], key=lambda band: band["lower"])
-print("row,probability,risk_band")
-for number, value in enumerate(p, start=1):
-    band = [b["name"] for b in bands if b["lower"] <= value][-1]
-    print(f"{number},{float(value)!r},{band}")
+output = csv.writer(sys.stdout, lineterminator="\n")  # a reason may hold commas
+output.writerow(["row", "probability", "risk_band", "error"])
+for number, reason in reasons.items():
+    if reason:
+        output.writerow([number, "", "", reason])
+    else:
+        band = [b["name"] for b in bands if b["lower"] <= p[number]][-1]
+        output.writerow([number, repr(float(p[number])), band, ""])
+if len(good) < len(rows):
+    sys.exit(f"{len(rows) - len(good)} of {len(rows)} rows refused: outside the hard limits")

@@ -605,7 +605,7 @@ def model_version_train(
                 max_bytes=settings.FLOODSITE_TRAINING_MAX_BYTES,
             )
             specs = training.features_from_frame(
-                data.frame, data.features, known=synthetic.FEATURES
+                data.frame, data.features, known=synthetic.FEATURES, report=data.report
             )
             source = f"{Path(data_path).name}"
         for line in data.report:

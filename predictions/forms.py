@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from mlcore.engine.schema import FeatureSpec, Manifest
 from predictions.models import Source
@@ -29,11 +30,38 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def hard_limit_validators(spec: FeatureSpec, *, label: str = "") -> list[Any]:
+    """Validators refusing values past the feature's hard limits, with the limit in the message.
+
+    The service refuses them too; checking here names the field in the form's own words.
+    """
+    reason = spec.hard_limit_reason()
+    message = f"{label} {reason}." if label else f"{reason[:1].upper()}{reason[1:]}."
+    message = message.replace("%", "%%")  # the validator fills in %(limit_value)s
+    validators: list[Any] = []
+    if spec.hard_minimum is not None:
+        validators.append(MinValueValidator(spec.hard_minimum, message=message))
+    if spec.hard_maximum is not None:
+        validators.append(MaxValueValidator(spec.hard_maximum, message=message))
+    return validators
+
+
+def _hard_limit_attrs(spec: FeatureSpec) -> dict[str, str]:
+    # The browser refuses them before sending, too.
+    attrs = {}
+    if spec.hard_minimum is not None:
+        attrs["min"] = _number(spec.hard_minimum)
+    if spec.hard_maximum is not None:
+        attrs["max"] = _number(spec.hard_maximum)
+    return attrs
+
+
 class PredictionForm(forms.Form):
     """One field per feature of the manifest, grouped as the manifest groups them.
 
     Values outside a feature's typical range are allowed (the model scores them and the result
-    flags them); the page warns as the analyst types, it does not refuse.
+    flags them); the page warns as the analyst types, it does not refuse. Values outside its
+    hard limits (physically impossible) are refused next to the field.
     """
 
     submission = forms.UUIDField(widget=forms.HiddenInput)
@@ -48,12 +76,14 @@ class PredictionForm(forms.Form):
         for spec in manifest.features:
             field_class = forms.IntegerField if spec.dtype == "int" else forms.FloatField
             unit = f" ({spec.unit})" if spec.unit else ""
+            limits = f" Possible values: {spec.hard_limit_text()}." if spec.has_hard_limits else ""
             self.fields[spec.name] = field_class(
                 label=feature_label(spec),
                 help_text=(
                     f"{spec.description} Typical range {_number(spec.minimum)} to "
-                    f"{_number(spec.maximum)}{unit}."
+                    f"{_number(spec.maximum)}{unit}.{limits}"
                 ),
+                validators=hard_limit_validators(spec),
                 error_messages={
                     "required": "Enter a value.",
                     "invalid": ("Enter a whole number" if spec.dtype == "int" else "Enter a number")
@@ -63,6 +93,7 @@ class PredictionForm(forms.Form):
                     attrs={
                         "step": "1" if spec.dtype == "int" else "any",
                         "inputmode": "numeric" if spec.dtype == "int" else "decimal",
+                        **_hard_limit_attrs(spec),
                         "data-typical-min": _number(spec.minimum),
                         "data-typical-max": _number(spec.maximum),
                         "data-unit": spec.unit,
@@ -98,6 +129,7 @@ class WhatIfForm(forms.Form):
 
     def __init__(self, *args: Any, manifest: Manifest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._specs = {spec.name: spec for spec in manifest.features}
         choices = [(spec.name, feature_label(spec)) for spec in manifest.features]
         self.fields["feature_1"].choices = choices
         self.fields["feature_2"].choices = [("", "(nothing else)"), *choices]
@@ -110,6 +142,16 @@ class WhatIfForm(forms.Form):
             self.add_error("value_2", "Enter the new value, or choose nothing else.")
         if data.get("feature_2") and data.get("feature_2") == data.get("feature_1"):
             self.add_error("feature_2", "Choose a different input.")
+        for feature, value in (("feature_1", "value_1"), ("feature_2", "value_2")):
+            spec = self._specs.get(data.get(feature) or "")
+            if spec is None or data.get(value) is None:
+                continue
+            for validator in hard_limit_validators(spec, label=feature_label(spec)):
+                try:
+                    validator(data[value])
+                except forms.ValidationError as exc:
+                    self.add_error(value, exc)
+                    break
         return data
 
     def changes(self) -> dict[str, float]:

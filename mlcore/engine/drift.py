@@ -142,6 +142,9 @@ def drift_report(
 ) -> dict[str, dict[str, Any]]:
     """PSI, KS and a plain-words level per feature for a batch of recent inputs.
 
+    PSI and KS are bounded whatever the values; the recent ``mean`` is taken with each value
+    clipped to the training range (``outside`` counts those past it), so it is bounded too.
+
     Empty input or a feature without reference statistics gives None values rather than an
     error, so a dashboard can still render the rest.
     """
@@ -176,8 +179,14 @@ def drift_report(
         }
         if n == 0:
             result["reason"] = "no recent values"
-        if entry.get("mean") is not None and n:
-            result["mean"] = float(np.nanmean(column[np.isfinite(column)]))
+        low, high = entry.get("min"), entry.get("max")
+        if entry.get("mean") is not None and low is not None and high is not None and n:
+            finite = column[np.isfinite(column)]
+            # Each recent value counts at most at the edge of the training range, so one absurd
+            # value (a row scored before hard limits existed) can neither swamp the mean nor
+            # overflow it; how many were past the edges is reported beside it.
+            result["mean"] = float(np.clip(finite, low, high).mean())
+            result["outside"] = int(np.count_nonzero((finite < low) | (finite > high)))
             result["reference_mean"] = entry["mean"]
         report[name] = result
     return report

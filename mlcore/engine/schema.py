@@ -28,7 +28,13 @@ _BLANK = ""
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One model input: how to validate it and how to present it to an analyst."""
+    """One model input: how to validate it and how to present it to an analyst.
+
+    ``minimum``/``maximum`` are the typical range: values outside it are scored and flagged.
+    ``hard_minimum``/``hard_maximum`` are what is physically possible (rain is never negative,
+    a percentage never above 100): values outside them are refused. None means no limit on
+    that side; manifests written before hard limits existed have none, so they refuse nothing.
+    """
 
     name: str
     dtype: str
@@ -38,6 +44,8 @@ class FeatureSpec:
     description: str
     default: float
     group: str
+    hard_minimum: float | None = None
+    hard_maximum: float | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in FEATURE_DTYPES:
@@ -51,6 +59,39 @@ class FeatureSpec:
                 f"feature {self.name!r} has minimum {self.minimum} above maximum {self.maximum}",
                 fields={self.name: "minimum above maximum"},
             )
+        # A typical range or default past what is possible would mean the limits are wrong.
+        for label, value in (("minimum", self.minimum), ("maximum", self.maximum)):
+            if self.outside_hard_limits(value):
+                raise SchemaError(
+                    f"feature {self.name!r} has its typical {label} {value} outside its hard "
+                    f"limits ({self.hard_limit_text()})",
+                    fields={self.name: "typical range outside the hard limits"},
+                )
+
+    @property
+    def has_hard_limits(self) -> bool:
+        return self.hard_minimum is not None or self.hard_maximum is not None
+
+    def outside_hard_limits(self, value: float) -> bool:
+        return (self.hard_minimum is not None and value < self.hard_minimum) or (
+            self.hard_maximum is not None and value > self.hard_maximum
+        )
+
+    def hard_limit_text(self) -> str:
+        """'between 0 and 100 %', 'at least 0 mm', or '' when the feature has no hard limit."""
+        unit = f" {self.unit}" if self.unit else ""
+        low, high = self.hard_minimum, self.hard_maximum
+        if low is not None and high is not None:
+            return f"between {_number_text(low)} and {_number_text(high)}{unit}"
+        if low is not None:
+            return f"at least {_number_text(low)}{unit}"
+        if high is not None:
+            return f"at most {_number_text(high)}{unit}"
+        return ""
+
+    def hard_limit_reason(self) -> str:
+        """Why a value outside the hard limits is refused, naming the limit."""
+        return f"must be {self.hard_limit_text()} (hard limit)"
 
     def range_text(self) -> str:
         unit = f" ({self.unit})" if self.unit else ""
@@ -63,6 +104,8 @@ class FeatureSpec:
             "unit": self.unit,
             "minimum": float(self.minimum),
             "maximum": float(self.maximum),
+            "hard_minimum": _optional_float(self.hard_minimum),
+            "hard_maximum": _optional_float(self.hard_maximum),
             "description": self.description,
             "default": float(self.default),
             "group": self.group,
@@ -87,6 +130,9 @@ class FeatureSpec:
             description=str(data["description"]),
             default=float(data["default"]),
             group=str(data["group"]),
+            # Absent in manifests written before hard limits: no limit, nothing refused.
+            hard_minimum=_optional_float(data.get("hard_minimum")),
+            hard_maximum=_optional_float(data.get("hard_maximum")),
         )
 
 
@@ -292,6 +338,10 @@ def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
     """Return the value as a float, ``_BLANK`` when not given, or the reason it is invalid."""
     if type(raw) is float or type(raw) is int:
@@ -323,6 +373,8 @@ def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
         return NOT_A_NUMBER
     if spec.dtype == "int" and not number.is_integer():
         return NOT_WHOLE
+    if spec.outside_hard_limits(number):
+        return spec.hard_limit_reason()
     return number
 
 
@@ -355,8 +407,9 @@ def validate_inputs(
     """Validate one set of named inputs and return them as float64 values in schema order.
 
     Every problem is collected before raising so that a form can show them all at once.
-    Values outside a feature's [minimum, maximum] are accepted: the model still scores them
-    and the prediction flags them as out of range.
+    Values outside a feature's hard limits are refused, naming the limit; values only outside
+    its typical [minimum, maximum] are accepted: the model still scores them and the
+    prediction flags them as out of range.
     """
     if not isinstance(inputs, Mapping):
         raise SchemaError("inputs must be an object of feature values", fields={})
@@ -430,9 +483,15 @@ def validate_rows(
             problem = ~np.isfinite(column)
             if spec.dtype == "int":
                 problem |= ~problem & (np.floor(column) != column)
+            impossible = _outside_hard_limits(spec, column) & ~problem
             matrix[:, position] = column
-            for flagged in np.flatnonzero(problem).tolist():
-                reason = NOT_A_NUMBER if not math.isfinite(column[flagged]) else NOT_WHOLE
+            for flagged in np.flatnonzero(problem | impossible).tolist():
+                if impossible[flagged]:
+                    reason = spec.hard_limit_reason()
+                elif not math.isfinite(column[flagged]):
+                    reason = NOT_A_NUMBER
+                else:
+                    reason = NOT_WHOLE
                 errors.append((flagged, spec.name, reason))
                 bad[flagged] = True
             continue
@@ -454,14 +513,25 @@ def validate_rows(
     return RowValidation(matrix=matrix[valid_index], valid_index=valid_index, errors=errors)
 
 
+def _outside_hard_limits(spec: FeatureSpec, column: np.ndarray) -> np.ndarray:
+    """Rows of ``column`` past the feature's hard limits (NaN and infinity compare False)."""
+    outside = np.zeros(column.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        if spec.hard_minimum is not None:
+            outside |= column < spec.hard_minimum
+        if spec.hard_maximum is not None:
+            outside |= column > spec.hard_maximum
+    return outside & np.isfinite(column)
+
+
 def validate_frame(manifest: Manifest, frame: pd.DataFrame) -> RowValidation:
     """Validate a chunk of CSV rows column by column, without a Python loop per row.
 
     ``frame`` is what ``pandas.read_csv(..., keep_default_na=False, na_values=[""])`` gives:
     clean columns arrive as numbers (the fast path); a column holding any text arrives as
     strings and is parsed here. Blank cells are "required", text, NaN and infinity are
-    "must be a finite number", fractions in integer features "must be a whole number"; rows
-    with any problem are left out of the matrix.
+    "must be a finite number", fractions in integer features "must be a whole number", values
+    past a hard limit name the limit; rows with any problem are left out of the matrix.
     """
     n_rows = len(frame)
     matrix = np.empty((n_rows, len(manifest.features)), dtype=np.float64)
@@ -487,7 +557,13 @@ def validate_frame(manifest: Manifest, frame: pd.DataFrame) -> RowValidation:
         if spec.dtype == "int":
             finite = np.isfinite(values)
             not_whole[finite] = np.floor(values[finite]) != values[finite]
-        for mask, reason in ((blank, REQUIRED), (not_number, NOT_A_NUMBER), (not_whole, NOT_WHOLE)):
+        impossible = _outside_hard_limits(spec, values) & ~not_whole
+        for mask, reason in (
+            (blank, REQUIRED),
+            (not_number, NOT_A_NUMBER),
+            (not_whole, NOT_WHOLE),
+            (impossible, spec.hard_limit_reason()),
+        ):
             if mask.any():
                 problems.append((mask, spec.name, reason))
                 bad |= mask

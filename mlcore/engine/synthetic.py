@@ -60,6 +60,9 @@ FEATURES: list[FeatureSpec] = [
         "Rain that fell over the site's catchment in the last 24 hours.",
         3.0,
         "Rainfall",
+        # Hard limits: the world record is 1,825 mm (Foc-Foc, Réunion, 1966).
+        hard_minimum=0.0,
+        hard_maximum=2000.0,
     ),
     FeatureSpec(
         "rainfall_72h_mm",
@@ -70,6 +73,9 @@ FEATURES: list[FeatureSpec] = [
         "Rain over the last 72 hours, including the last 24; a proxy for recent wetness.",
         23.0,
         "Rainfall",
+        # Hard limits: the world record is 3,930 mm (Cratère Commerson, Réunion, 2007).
+        hard_minimum=0.0,
+        hard_maximum=4000.0,
     ),
     FeatureSpec(
         "snowmelt_mm",
@@ -80,6 +86,9 @@ FEATURES: list[FeatureSpec] = [
         "Water equivalent of snow that melted in the last 24 hours; mostly zero below 400 m.",
         0.0,
         "Rainfall",
+        # Hard limits: several times the fastest melt measured (about 150 mm a day).
+        hard_minimum=0.0,
+        hard_maximum=1000.0,
     ),
     FeatureSpec(
         "river_level_m",
@@ -90,6 +99,9 @@ FEATURES: list[FeatureSpec] = [
         "Stage of the nearest gauged river above its gauge datum.",
         3.2,
         "River",
+        # Hard limits: a gauge datum sits near the lowest stage; no river rises 100 m.
+        hard_minimum=-10.0,
+        hard_maximum=100.0,
     ),
     FeatureSpec(
         "river_level_change_24h_m",
@@ -100,6 +112,9 @@ FEATURES: list[FeatureSpec] = [
         "How much the river stage rose (positive) or fell (negative) in the last 24 hours.",
         0.0,
         "River",
+        # Hard limits: more than any outburst flood has raised a river in a day.
+        hard_minimum=-50.0,
+        hard_maximum=50.0,
     ),
     FeatureSpec(
         "distance_to_river_m",
@@ -110,6 +125,9 @@ FEATURES: list[FeatureSpec] = [
         "Horizontal distance from the site to the nearest river channel.",
         730.0,
         "River",
+        # Hard limits: no land is 5,000 km from the nearest channel.
+        hard_minimum=0.0,
+        hard_maximum=5_000_000.0,
     ),
     FeatureSpec(
         "upstream_catchment_km2",
@@ -120,6 +138,9 @@ FEATURES: list[FeatureSpec] = [
         "Area draining to the river at the site; bigger catchments deliver more water.",
         150.0,
         "River",
+        # Hard limits: the Amazon, the largest basin, drains about 7 million km².
+        hard_minimum=0.0,
+        hard_maximum=7_500_000.0,
     ),
     FeatureSpec(
         "storm_surge_m",
@@ -130,6 +151,9 @@ FEATURES: list[FeatureSpec] = [
         "Sea level above the predicted tide at the nearest coast; zero for inland sites.",
         0.0,
         "River",
+        # Hard limits: offshore winds lower the sea; the highest surge recorded is about 13 m.
+        hard_minimum=-5.0,
+        hard_maximum=15.0,
     ),
     FeatureSpec(
         "elevation_m",
@@ -140,6 +164,9 @@ FEATURES: list[FeatureSpec] = [
         "Ground height above mean sea level.",
         85.0,
         "Terrain",
+        # Hard limits: the Dead Sea shore (-430 m) to Everest (8,849 m).
+        hard_minimum=-500.0,
+        hard_maximum=9000.0,
     ),
     FeatureSpec(
         "slope_deg",
@@ -150,6 +177,9 @@ FEATURES: list[FeatureSpec] = [
         "Mean ground slope around the site; steep ground sheds water quickly.",
         3.5,
         "Terrain",
+        # Hard limits: a vertical cliff.
+        hard_minimum=0.0,
+        hard_maximum=90.0,
     ),
     FeatureSpec(
         "drainage_density_km_per_km2",
@@ -160,6 +190,9 @@ FEATURES: list[FeatureSpec] = [
         "Length of streams and drains per unit area; higher values carry water away faster.",
         2.0,
         "Terrain",
+        # Hard limits: badlands, the densest networks measured, reach about 800.
+        hard_minimum=0.0,
+        hard_maximum=2000.0,
     ),
     FeatureSpec(
         "groundwater_depth_m",
@@ -170,6 +203,9 @@ FEATURES: list[FeatureSpec] = [
         "Depth from the surface to the water table; shallow groundwater leaves no storage.",
         4.2,
         "Terrain",
+        # Hard limits: the deepest water tables measured are about 1 km down.
+        hard_minimum=0.0,
+        hard_maximum=2000.0,
     ),
     FeatureSpec(
         "soil_moisture_pct",
@@ -180,6 +216,9 @@ FEATURES: list[FeatureSpec] = [
         "Volumetric water content of the topsoil as a share of saturation.",
         33.0,
         "Land use",
+        # Hard limits: a share of saturation.
+        hard_minimum=0.0,
+        hard_maximum=100.0,
     ),
     FeatureSpec(
         "impervious_surface_pct",
@@ -190,6 +229,9 @@ FEATURES: list[FeatureSpec] = [
         "Share of the local area sealed by roofs, roads and paving.",
         22.0,
         "Land use",
+        # Hard limits: a share of the area.
+        hard_minimum=0.0,
+        hard_maximum=100.0,
     ),
     FeatureSpec(
         "vegetation_cover_pct",
@@ -200,6 +242,9 @@ FEATURES: list[FeatureSpec] = [
         "Share of the local area under trees, shrubs or grass.",
         50.0,
         "Land use",
+        # Hard limits: a share of the area.
+        hard_minimum=0.0,
+        hard_maximum=100.0,
     ),
     FeatureSpec(
         "historical_flood_count",
@@ -210,6 +255,9 @@ FEATURES: list[FeatureSpec] = [
         "Recorded floods at the site in the previous 30 years.",
         2.0,
         "History",
+        # Hard limits: at most one recorded flood a day over 30 years.
+        hard_minimum=0.0,
+        hard_maximum=10958.0,
     ),
 ]
 

@@ -7,7 +7,7 @@ import os
 import platform
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -361,21 +361,40 @@ def _choose_features(
 
 
 def features_from_frame(
-    frame: pd.DataFrame, features: Sequence[str], *, known: Sequence[FeatureSpec] = ()
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    known: Sequence[FeatureSpec] = (),
+    report: list[str] | None = None,
 ) -> list[FeatureSpec]:
     """Feature specs for a trained-on table, reusing curated specs when a name matches.
 
     Ranges come from the data's 0.1-99.9 percentiles widened by 10 % of their span: values
     past the training data are flagged as out of range rather than silently trusted.
+
+    Hard limits (what is physically possible) come only from a curated spec, and only when
+    the column's values keep to them: a CSV says nothing about what is possible, so a column
+    without one gets no hard limits (nothing refused, only flagged) rather than limits guessed
+    from the data. Each such column is named in ``report``.
     """
     catalogue = {spec.name: spec for spec in known}
     specs = []
+    unlimited = []
     for name in features:
-        if name in catalogue:
-            specs.append(catalogue[name])
-            continue
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
         values = values[np.isfinite(values)]
+        if name in catalogue:
+            spec = catalogue[name]
+            if values.size and (
+                spec.outside_hard_limits(float(values.min()))
+                or spec.outside_hard_limits(float(values.max()))
+            ):
+                # The column is not what the curated name describes (another unit, perhaps).
+                unlimited.append(f"{name} (its values are not {spec.hard_limit_text()})")
+                spec = replace(spec, hard_minimum=None, hard_maximum=None)
+            specs.append(spec)
+            continue
+        unlimited.append(name)
         if values.size == 0:
             raise DataError(f"column {name!r} has no numeric values", fields={name: "blank"})
         integral = bool(np.all(values == np.round(values)))
@@ -399,6 +418,11 @@ def features_from_frame(
                 default=float(median),
                 group="Data",
             )
+        )
+    if unlimited and report is not None:
+        report.append(
+            f"no hard limits for {', '.join(unlimited)}: nothing says which values are "
+            "possible, so none are refused; values outside the typical range are flagged"
         )
     return specs
 
@@ -520,7 +544,9 @@ def train_model(
 
 def _specs_for(data: LoadedData, given: Sequence[FeatureSpec] | None) -> list[FeatureSpec]:
     if given is None:
-        return features_from_frame(data.frame, data.features, known=synthetic.FEATURES)
+        return features_from_frame(
+            data.frame, data.features, known=synthetic.FEATURES, report=data.report
+        )
     by_name = {spec.name: spec for spec in given}
     missing = [name for name in data.features if name not in by_name]
     if missing:

@@ -267,6 +267,8 @@ def _sites(manifest: dict, n: int = 25) -> list[dict[str, float]]:
         for f in features:
             span = f["maximum"] - f["minimum"]
             value = rng.uniform(f["minimum"] - 0.05 * span, f["maximum"] + 0.05 * span)
+            # Past the typical range, never past what is possible (the service refuses that).
+            value = np.clip(value, f.get("hard_minimum"), f.get("hard_maximum"))
             row[f["name"]] = round(float(value)) if f["dtype"] == "int" else float(value)
         rows.append(row)
     return rows

@@ -17,11 +17,16 @@ def feature_schema(manifest: Manifest) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for spec in manifest.features:
         unit = f" ({spec.unit})" if spec.unit else ""
+        limits = (
+            f" Values outside the hard limits ({spec.hard_limit_text()}) are refused."
+            if spec.has_hard_limits
+            else ""
+        )
         properties[spec.name] = {
             "type": "integer" if spec.dtype == "int" else "number",
             "description": (
                 f"{spec.description}{unit} Typical range {spec.minimum:g} to {spec.maximum:g}; "
-                "values outside it are scored and flagged in out_of_range."
+                f"values outside it are scored and flagged in out_of_range.{limits}"
             ),
             "example": spec.default,
             "x-unit": spec.unit,
@@ -29,6 +34,11 @@ def feature_schema(manifest: Manifest) -> dict[str, Any]:
             "x-typical-maximum": spec.maximum,
             "x-group": spec.group,
         }
+        # The hard limits are the schema's bounds: a value past them is a 400.
+        if spec.hard_minimum is not None:
+            properties[spec.name]["minimum"] = spec.hard_minimum
+        if spec.hard_maximum is not None:
+            properties[spec.name]["maximum"] = spec.hard_maximum
     return {
         "type": "object",
         "description": f"Feature values for model {manifest.name}.",

@@ -125,18 +125,18 @@ def test_an_integer_too_long_to_parse_is_a_parse_error(api, typical_inputs):
 
 
 def test_an_out_of_range_value_is_scored_and_flagged(api, typical_inputs):
-    response = api.post(URL, {"inputs": {**typical_inputs, "soil_moisture_pct": 250}})
+    # Past the typical range (0-50,000 km²) but possible: scored, with a warning.
+    response = api.post(URL, {"inputs": {**typical_inputs, "upstream_catchment_km2": 250_000}})
     assert response.status_code == 201, response.content
-    assert response.json()["out_of_range"] == ["soil_moisture_pct"]
-    assert Prediction.objects.get().out_of_range == ["soil_moisture_pct"]
+    assert response.json()["out_of_range"] == ["upstream_catchment_km2"]
+    assert Prediction.objects.get().out_of_range == ["upstream_catchment_km2"]
 
 
-def test_the_largest_finite_float_is_scored(api, typical_inputs):
+def test_the_largest_finite_float_is_refused_naming_the_hard_limit(api, typical_inputs):
     response = api.post(URL, {"inputs": {**typical_inputs, "distance_to_river_m": 1.7e308}})
-    assert response.status_code == 201, response.content
-    body = response.json()
-    assert 0 <= body["probability"] <= 1
-    assert body["out_of_range"] == ["distance_to_river_m"]
+    fields = refused(response, 400, "invalid_input", "inputs.distance_to_river_m")
+    assert fields["inputs.distance_to_river_m"] == "must be between 0 and 5000000 m (hard limit)"
+    assert not Prediction.objects.exists()
 
 
 # --- the shape of the body ----------------------------------------------------------------

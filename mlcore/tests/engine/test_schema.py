@@ -17,6 +17,7 @@ from mlcore.engine.schema import (
     FeatureSpec,
     Manifest,
     RiskBand,
+    validate_frame,
     validate_inputs,
     validate_rows,
 )
@@ -210,15 +211,21 @@ def test_arbitrary_inputs_either_validate_or_raise_schema_error(inputs, fill) ->
         values = validate_inputs(manifest, inputs, fill_defaults=fill)
     except SchemaError as error:
         assert error.fields
+        limits = {spec.hard_limit_reason() for spec in synthetic.FEATURES}
         assert set(error.fields.values()) <= {
             "required",
             "unknown feature",
             "must be a finite number",
             "must be a whole number",
+            *limits,
         }
     else:
         assert values.shape == (len(synthetic.FEATURES),)
         assert all(math.isfinite(value) for value in values)
+        assert not any(
+            spec.outside_hard_limits(value)
+            for spec, value in zip(synthetic.FEATURES, values, strict=True)
+        )
 
 
 def test_rows_are_validated_together_and_bad_rows_left_out(manifest: Manifest) -> None:
@@ -257,3 +264,69 @@ def test_plain_numeric_rows_match_single_validation(manifest: Manifest) -> None:
     assert 7 not in result.valid_index
     assert np.array_equal(result.matrix[0], validate_inputs(manifest, rows[0]))
     assert np.array_equal(result.matrix, frame.drop(index=7).to_numpy(dtype=np.float64))
+
+
+# --- hard limits ------------------------------------------------------------------------------
+
+
+def test_values_past_a_hard_limit_are_refused_naming_the_limit(manifest: Manifest) -> None:
+    inputs = typical_inputs() | {"soil_moisture_pct": 150, "snowmelt_mm": -40, "slope_deg": 90}
+
+    with pytest.raises(SchemaError) as caught:
+        validate_inputs(manifest, inputs)
+
+    assert caught.value.fields == {
+        "soil_moisture_pct": "must be between 0 and 100 % (hard limit)",
+        "snowmelt_mm": "must be between 0 and 1000 mm (hard limit)",
+    }
+
+
+def test_rows_and_csv_frames_refuse_values_past_a_hard_limit(manifest: Manifest) -> None:
+    frame = synthetic.generate(5, seed=2)[synthetic.FEATURE_NAMES]
+    frame.loc[1, "river_level_m"] = -999999.0
+    frame.loc[3, "rainfall_24h_mm"] = 1e30
+    expected = [
+        (1, "river_level_m", "must be between -10 and 100 m (hard limit)"),
+        (3, "rainfall_24h_mm", "must be between 0 and 2000 mm (hard limit)"),
+    ]
+
+    plain = validate_rows(manifest, frame.to_dict(orient="records"))
+    mixed = validate_rows(manifest, frame.astype(str).to_dict(orient="records"))
+    csv_frame = validate_frame(manifest, frame)
+
+    for checked in (plain, mixed, csv_frame):
+        assert checked.errors == expected
+        assert checked.valid_index.tolist() == [0, 2, 4]
+
+
+def test_a_manifest_without_hard_limits_still_loads_and_refuses_nothing(
+    manifest: Manifest,
+) -> None:
+    data = manifest.to_dict()
+    assert data["features"][0]["hard_minimum"] == 0.0
+    for feature in data["features"]:
+        del feature["hard_minimum"], feature["hard_maximum"]  # as written before they existed
+
+    old = Manifest.from_dict(json.loads(json.dumps(data)))
+
+    assert not any(spec.has_hard_limits for spec in old.features)
+    values = validate_inputs(old, typical_inputs() | {"soil_moisture_pct": 150})
+    assert values[old.feature_names.index("soil_moisture_pct")] == 150.0
+    assert Manifest.from_dict(manifest.to_dict()).features == manifest.features
+
+
+def test_one_sided_limits_read_as_such_and_a_typical_range_past_them_is_refused() -> None:
+    spec = FeatureSpec("depth_m", "float", "m", 0.0, 5.0, "d", 1.0, "g", hard_minimum=0.0)
+    assert spec.hard_limit_reason() == "must be at least 0 m (hard limit)"
+    assert FeatureSpec("t", "int", "", 0, 9, "t", 1, "g", hard_maximum=12).hard_limit_text() == (
+        "at most 12"
+    )
+    with pytest.raises(SchemaError, match="outside its hard limits"):
+        FeatureSpec("pct", "float", "%", 0.0, 120.0, "p", 1.0, "g", 0.0, 100.0)
+
+
+def test_every_synthetic_feature_has_limits_that_hold_its_generated_data() -> None:
+    frame = synthetic.generate(20_000, seed=5)
+    for spec in synthetic.FEATURES:
+        assert spec.hard_minimum is not None and spec.hard_maximum is not None, spec.name
+        assert not any(spec.outside_hard_limits(v) for v in (frame[spec.name].min(), spec.default))
