@@ -373,7 +373,9 @@ def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
         return NOT_A_NUMBER
     if spec.dtype == "int" and not number.is_integer():
         return NOT_WHOLE
-    if spec.outside_hard_limits(number):
+    # Inline rather than outside_hard_limits(): this runs per feature on the hot path.
+    low, high = spec.hard_minimum, spec.hard_maximum
+    if (low is not None and number < low) or (high is not None and number > high):
         return spec.hard_limit_reason()
     return number
 
