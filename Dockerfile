@@ -1,5 +1,6 @@
-# floodsite web, worker and beat image: one image, the command chooses the role.
-FROM python:3.11-slim
+# floodsite images. `app` (web, worker and beat: the command chooses the role) and `proxy`
+# (nginx in front of the web server, with the static files collected here).
+FROM python:3.11-slim AS app
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -38,3 +39,21 @@ ENV DJANGO_STATIC_ROOT=/app/staticfiles \
 EXPOSE 8000
 
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "floodsite.wsgi"]
+
+# The reverse proxy: Debian's nginx (the one the tests run) with deploy/nginx/nginx.conf.template
+# and this build's collected static files, as an unprivileged user on port 8000.
+FROM debian:bookworm-slim AS proxy
+# gettext-base: envsubst fills the template's placeholders; curl: the health check.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx gettext-base curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /var/lib/floodsite-nginx \
+    && chown www-data:www-data /var/lib/floodsite-nginx
+COPY --from=app /app/staticfiles /srv/floodsite/static
+COPY deploy/nginx/nginx.conf.template /etc/floodsite/nginx.conf.template
+USER www-data
+ENV FLOODSITE_LISTEN=8000 \
+    FLOODSITE_UPSTREAM=web:8000 \
+    FLOODSITE_STATIC_ROOT=/srv/floodsite/static
+EXPOSE 8000
+CMD ["sh", "-c", "envsubst '${FLOODSITE_LISTEN} ${FLOODSITE_UPSTREAM} ${FLOODSITE_STATIC_ROOT}' < /etc/floodsite/nginx.conf.template > /var/lib/floodsite-nginx/nginx.conf && exec nginx -p /var/lib/floodsite-nginx -c /var/lib/floodsite-nginx/nginx.conf -e stderr -g 'daemon off;'"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run setup test lint format bench ci clean screenshots chromium
+.PHONY: run setup test lint format bench ci clean screenshots chromium nginx
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "The browser tests need Debian's Chromium: sudo apt-get install chromium"; exit 1; fi; }
 
-test: $(VENV)/.dev chromium
+# The proxy test runs Debian's nginx in front of gunicorn, as a process of its own (the
+# package's system service, if any, is not used).
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; \
+	  else echo "The proxy test needs Debian's nginx: sudo apt-get install nginx"; exit 1; fi; }
+
+test: $(VENV)/.dev chromium nginx
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev

@@ -8,7 +8,21 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # database commit (the audit row is durable before the answer leaves).
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Each connection holds one of those threads from its first byte to its last: a client that
+# sends its headers or body slowly would hold it for as long as it likes, and a few dozen such
+# clients would hold them all. So gunicorn runs behind nginx (deploy/nginx/), which reads every
+# request whole, with timeouts, before passing it on, and takes every answer at once.
+#
+# A worker that has not finished a request in `timeout` seconds is killed and replaced (the
+# client gets a 502 from nginx, whose proxy_read_timeout is longer). Scoring a request of
+# API_MAX_INSTANCES rows takes well under a second; batch files are scored by Celery, not here.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# Request size limits, matching nginx's large_client_header_buffers (8 KB per line): a request
+# line (method, path and query) up to 8190 bytes, at most 100 header fields of up to 8190 bytes
+# each; over a limit is a 400 before any Django code runs.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 # Each worker proves it is alive by touching a file on every turn of its loop, about twice per
 # request. On a disk-backed filesystem that is an inode update for the journal each time; on
 # tmpfs it is a memory write. gunicorn's FAQ points to /dev/shm for containers, whose /tmp is
@@ -41,6 +55,9 @@ def _flag(name: str, default: str) -> bool:
 # previous one bound and only the last worker would be reachable (see on_starting).
 # README: GUNICORN_REUSE_PORT.
 reuse_port = _flag("GUNICORN_REUSE_PORT", "on")
+# Seconds an idle keep-alive connection stays open; nginx's upstream keepalive_timeout (4 s) is
+# shorter, so nginx never sends a request on a connection gunicorn is closing. An idle
+# connection waits in the worker's poller, not in a thread.
 keepalive = 5
 # floodsite logs one structured line per request itself (floodsite.middleware); gunicorn's
 # access log would repeat it without the request id.

@@ -16,6 +16,7 @@ from django.urls import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_SOURCE = (ROOT / "floodsite" / "settings.py").read_text()
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
 # Variables read by the images we run unchanged, not by floodsite's settings.
 IMAGE_VARIABLES = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
 
@@ -41,8 +42,8 @@ def env_example_variables() -> list[str]:
 
 def test_compose_has_the_services_with_healthchecks_and_volumes(compose):
     services = compose["services"]
-    assert {"db", "redis", "web", "worker", "beat"} <= set(services)
-    for name in ("db", "redis", "web", "worker"):
+    assert {"db", "redis", "web", "proxy", "worker", "beat"} <= set(services)
+    for name in ("db", "redis", "web", "proxy", "worker"):
         assert "healthcheck" in services[name], name
     assert {"pgdata", "media"} <= set(compose["volumes"])
     assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
@@ -83,8 +84,64 @@ def test_compose_environment_names_are_read_by_settings(compose):
         for variable in service.get("environment", {}):
             if name == "db":
                 assert variable in IMAGE_VARIABLES
+            elif name == "proxy":
+                assert variable in nginx_placeholders(), f"the nginx template has no {variable}"
             else:
                 assert variable in known, f"{name} sets {variable}, which settings never read"
+
+
+def nginx_placeholders() -> set[str]:
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", NGINX_TEMPLATE.read_text()))
+
+
+def test_nginx_is_the_only_way_in_and_fills_every_placeholder_of_the_shipped_config(compose):
+    services = compose["services"]
+    proxy, web = services["proxy"], services["web"]
+    # Slow clients meet nginx, never gunicorn: web publishes nothing, nginx publishes its port.
+    assert "ports" not in web
+    assert proxy["ports"] == ["8000:8000"]
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert "healthcheck" in proxy
+    assert str(web["environment"]["TRUSTED_PROXY_COUNT"]) == "1"
+    for name in ("worker", "beat"):
+        assert "TRUSTED_PROXY_COUNT" not in services[name]["environment"]
+        assert services[name]["environment"]["DATABASE_URL"] == web["environment"]["DATABASE_URL"]
+    # The proxy image is the Dockerfile's stage of that name, built from the shipped template.
+    assert proxy["build"] == {"context": ".", "dockerfile": "Dockerfile", "target": "proxy"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, re.M)
+    assert stages == ["app", "proxy"]
+    assert services["web"]["build"]["target"] == "app"
+    proxy_stage = dockerfile.split("AS proxy", 1)[1]
+    assert f"COPY {NGINX_TEMPLATE.relative_to(ROOT)} " in proxy_stage
+    assert "COPY --from=app /app/staticfiles " in proxy_stage
+    # envsubst fills exactly the template's placeholders, each given in compose.
+    placeholders = nginx_placeholders()
+    assert placeholders == {"FLOODSITE_LISTEN", "FLOODSITE_UPSTREAM", "FLOODSITE_STATIC_ROOT"}
+    listed = set(re.findall(r"\$\{(\w+)\}", proxy_stage.split("envsubst '", 1)[1].split("<")[0]))
+    assert listed == placeholders == set(proxy["environment"])
+    host, port = proxy["environment"]["FLOODSITE_UPSTREAM"].split(":")
+    assert host == "web" and web["expose"] == [port]
+    assert proxy["environment"]["FLOODSITE_STATIC_ROOT"] in proxy_stage
+
+
+def test_nginx_takes_the_largest_upload_and_passes_the_client_address(settings):
+    conf = NGINX_TEMPLATE.read_text()
+    size = re.search(r"client_max_body_size (\d+)m;", conf)
+    # A batch file at BATCH_MAX_BYTES (plus its multipart framing) reaches the app, whose 413
+    # names the limit; nginx refuses only what is well past it.
+    assert settings.BATCH_MAX_BYTES < int(size.group(1)) * 2**20 < 1.1 * settings.BATCH_MAX_BYTES
+    for directive in (
+        "client_header_timeout",
+        "client_body_timeout",
+        "send_timeout",
+        "proxy_buffering on",
+        "proxy_request_buffering on",
+        "proxy_set_header Host $host",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for",
+        "proxy_set_header X-Forwarded-Proto",
+    ):
+        assert directive in conf, directive
 
 
 def test_healthcheck_paths_are_routed(compose):
