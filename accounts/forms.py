@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from knox.settings import knox_settings
 
 from floodsite.exceptions import ApplicationError
@@ -41,6 +41,18 @@ class LoginForm(AuthenticationForm):
                     {"aria-describedby": LOGIN_ERROR_ID, "aria-invalid": "true"}
                 )
             raise
+
+
+class PasswordChangeWithTokensForm(PasswordChangeForm):
+    """Django's password change, plus revoking every API token (ticked: a password changed
+    because someone else may know it should not leave their tokens working)."""
+
+    revoke_tokens = forms.BooleanField(
+        label="Also revoke all my API tokens",
+        required=False,
+        initial=True,
+        help_text="Programs that use them stop working until you give them new tokens.",
+    )
 
 
 class SignUpForm(forms.Form):

@@ -6,8 +6,10 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import structlog
 from axes.utils import reset as axes_reset
 from django.conf import settings
+from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.tokens import default_token_generator
 from django.contrib.sites.shortcuts import get_current_site
@@ -25,6 +27,8 @@ from knox.settings import knox_settings
 from accounts.models import ApiToken, User
 from accounts.roles import ADMIN_APPS, ROLE_PERMISSIONS, Role
 from floodsite.exceptions import ApplicationError
+
+logger = structlog.get_logger(__name__)
 
 
 def role_sync(*, using: str = "default") -> None:
@@ -144,6 +148,39 @@ def user_lockout_clear(*, username: str) -> None:
     axes_reset(username=username)
 
 
+def password_reset_request(*, email: str, domain: str, use_https: bool) -> None:
+    """Queue the reset mail for ``email``: the same work whether or not an account has it.
+
+    The lookup and the mail server's round trip happen in the task, so the answer neither
+    waits on SMTP nor takes longer for an address that exists. A broker that cannot take the
+    task is a 503 (alike for every address), never a page saying a mail is on its way.
+    """
+    from accounts.tasks import password_reset_mail_task
+
+    try:
+        password_reset_mail_task.apply_async(
+            kwargs={"email": email, "domain": domain, "use_https": use_https}, retry=False
+        )
+    except Exception as exc:  # the broker's client raises several types for "unreachable"
+        logger.error("password_reset_queue_unavailable", error=str(exc)[:200])
+        raise ApplicationError(
+            "Reset e-mails cannot be sent right now; try again in a moment.",
+            code="queue_unavailable",
+            status_code=503,
+        ) from exc
+
+
+def password_reset_mail_send(*, email: str, domain: str, use_https: bool) -> None:
+    """Mail a reset link to each active account with ``email`` that has a usable password.
+
+    Django's own form does the choosing and the mail (a failed send is logged there); nothing
+    is sent for an address no account has.
+    """
+    form = PasswordResetForm({"email": email})
+    if form.is_valid():
+        form.save(domain_override=domain, use_https=use_https)
+
+
 def _site(request: HttpRequest | None, base_url: str | None) -> dict[str, str]:
     if request is not None:
         site = get_current_site(request)
@@ -244,6 +281,12 @@ def api_token_create(
         raise ApplicationError("Give the token a name.", fields={"name": "required"})
     token, secret = ApiToken.objects.create(user=user, expiry=timedelta(days=days), name=name)
     return token, secret
+
+
+def api_token_revoke_all(*, user: User) -> int:
+    """Revoke every API token of ``user`` (after a password change); returns how many."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
 
 
 def api_token_revoke(*, user: User, token_key: str) -> None:

@@ -9,21 +9,31 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.sites.shortcuts import get_current_site
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import ProfileForm, SignUpForm, TokenCreateForm, add_application_error
+from accounts.forms import (
+    PasswordChangeWithTokensForm,
+    ProfileForm,
+    SignUpForm,
+    TokenCreateForm,
+    add_application_error,
+)
 from accounts.selectors import api_token_get, api_token_list
 from accounts.services import (
     api_token_create,
     api_token_revoke,
+    api_token_revoke_all,
+    password_reset_request,
     user_lockout_clear,
     user_sign_up,
     user_update,
 )
+from accounts.throttles import PasswordResetThrottle
 from floodsite.exceptions import ApplicationError
 
 # The new token's secret waits here between the POST and the page that shows it once.
@@ -48,11 +58,59 @@ class LoginView(InvalidInputIs400, auth_views.LoginView):
 
 
 class PasswordChangeView(InvalidInputIs400, auth_views.PasswordChangeView):
-    pass
+    """Django's password change; the box ticked by default also revokes every API token."""
+
+    form_class = PasswordChangeWithTokensForm
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        if form.cleaned_data["revoke_tokens"]:
+            revoked = api_token_revoke_all(user=form.user)
+            if revoked:
+                was = "API token was" if revoked == 1 else "API tokens were"
+                messages.success(self.request, f"{revoked} {was} revoked.")
+            else:
+                messages.info(self.request, "You had no API tokens to revoke.")
+        else:
+            messages.info(self.request, "Your API tokens are not affected.")
+        return response
 
 
 class PasswordResetView(InvalidInputIs400, auth_views.PasswordResetView):
-    pass
+    """The same answer, in the same time, whether or not an account has the address.
+
+    The view only queues the mail (the task looks the address up and talks to the mail
+    server), after two throttles: one per client and one per typed address.
+    """
+
+    def form_valid(self, form):
+        email = form.cleaned_data["email"]
+        for throttle, whose in (
+            (PasswordResetThrottle(), "from your address"),
+            (PasswordResetThrottle(email=email), "for this address"),
+        ):
+            if not throttle.check(self.request):
+                minutes = max(1, round(throttle.wait() / 60))
+                form.add_error(
+                    None,
+                    f"Too many reset requests {whose}; try again in about {minutes} minutes.",
+                )
+                response = self.form_invalid(form)
+                response.status_code = 429
+                response["Retry-After"] = str(int(throttle.wait()))
+                return response
+        try:
+            password_reset_request(
+                email=email,
+                domain=get_current_site(self.request).domain,
+                use_https=self.request.is_secure(),
+            )
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+            response = self.form_invalid(form)
+            response.status_code = exc.status_code
+            return response
+        return redirect(self.get_success_url())
 
 
 class PasswordResetConfirmView(InvalidInputIs400, auth_views.PasswordResetConfirmView):

@@ -387,6 +387,12 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "floodsite.rest.client_ip"
+# Password-reset requests (accounts/throttles.py), N/second|minute|hour|day: per typed e-mail
+# address (whether or not an account has it) and per client address.
+THROTTLE_PASSWORD_RESET_ADDRESS = _read(
+    env.str, "THROTTLE_PASSWORD_RESET_ADDRESS", default="3/hour"
+)
+THROTTLE_PASSWORD_RESET_CLIENT = _read(env.str, "THROTTLE_PASSWORD_RESET_CLIENT", default="20/hour")
 # Self sign-up is off: administrators invite or create users.
 ALLOW_SIGNUP = _flag("ALLOW_SIGNUP", default=False)
 

@@ -12,3 +12,12 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def eager_tasks(monkeypatch):
+    """Run queued tasks in this process, as the worker would, so the mail they send is read."""
+    from floodsite.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    monkeypatch.setitem(app.conf, "task_eager_propagates", True)

@@ -148,7 +148,9 @@ def test_the_api_token_endpoint_is_locked_out_too(client, person, settings):
     assert client.post(LOGIN, {"username": "ana", "password": PASSWORD}).status_code == 429
 
 
-def test_resetting_the_password_by_email_lifts_the_lockout(client, person, settings, mailoutbox):
+def test_resetting_the_password_by_email_lifts_the_lockout(
+    client, person, settings, mailoutbox, eager_tasks
+):
     settings.AXES_FAILURE_LIMIT = 2
     for _ in range(2):
         client.post(LOGIN, {"username": "ana", "password": "guess"})
@@ -227,7 +229,9 @@ def test_password_change_explains_bad_input_at_the_field(signed_in, person, data
 # --- password reset -------------------------------------------------------------------------
 
 
-def test_password_reset_mails_a_link_that_sets_a_new_password(client, person, mailoutbox):
+def test_password_reset_mails_a_link_that_sets_a_new_password(
+    client, person, mailoutbox, eager_tasks
+):
     response = client.post("/accounts/password/reset/", {"email": "ANA@example.org"}, follow=True)
     assert "Check your e-mail" in text(response)
     (message,) = mailoutbox
@@ -246,7 +250,7 @@ def test_password_reset_mails_a_link_that_sets_a_new_password(client, person, ma
     assert client.post(LOGIN, {"username": "ana", "password": "rain-1234x"}).status_code == 302
 
 
-def test_password_reset_does_not_tell_whether_an_address_exists(client, mailoutbox):
+def test_password_reset_does_not_tell_whether_an_address_exists(client, mailoutbox, eager_tasks):
     response = client.post("/accounts/password/reset/", {"email": "nobody@example.org"})
     assert response.status_code == 302
     assert response.url == "/accounts/password/reset/sent/"
