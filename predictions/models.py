@@ -38,11 +38,14 @@ class PredictionQuerySet(models.QuerySet):
         raise AppendOnlyError("Predictions are an append-only audit log; they are never deleted.")
 
 
-class RealPredictionManager(models.Manager.from_queryset(PredictionQuerySet)):
+class RealPredictionManager(models.Manager["Prediction"]):
     """The default manager: real predictions only, so every reader leaves exploration out."""
 
-    def get_queryset(self) -> PredictionQuerySet:
-        return super().get_queryset().exclude(source__in=EXPLORATION_SOURCES)
+    def get_queryset(self) -> models.QuerySet[Prediction]:
+        # A PredictionQuerySet, so updates and deletes are refused here too.
+        return PredictionQuerySet(self.model, using=self._db).exclude(
+            source__in=EXPLORATION_SOURCES
+        )
 
 
 class Prediction(models.Model):
