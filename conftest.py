@@ -61,7 +61,12 @@ def production_model(register_model):
 
 @pytest.fixture
 def user(db, django_user_model):
-    return django_user_model.objects.create_user(username="analyst", password="flood-risk-1")
+    """A signed-up user in the analyst role."""
+    from accounts.roles import Role
+    from accounts.services import user_set_role
+
+    user = django_user_model.objects.create_user(username="analyst", password="flood-risk-1")
+    return user_set_role(user=user, role=Role.ANALYST)
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -61,28 +63,66 @@ def api_token_with_user(digest: str) -> ApiToken | None:
     return token
 
 
+def _user_has_perm_sql(quote, user_id_sql: str) -> str:
+    """``EXISTS``: the user whose id is ``user_id_sql`` holds the permission given by two
+    parameters (app label, codename) directly or through a group, as ModelBackend reads it."""
+    perm_table = quote(Permission._meta.db_table)
+    type_table = quote(ContentType._meta.db_table)
+    user_perms = User.user_permissions.through._meta
+    user_groups = User.groups.through._meta
+    group_perms = Group.permissions.through._meta
+
+    def column(meta, name: str) -> str:
+        return f"{quote(meta.db_table)}.{quote(meta.get_field(name).column)}"
+
+    perm_id = f"{perm_table}.{quote(Permission._meta.pk.column)}"
+    # Only quoted table and column names from the models go into the text.
+    return (
+        f"EXISTS (SELECT 1 FROM {perm_table} INNER JOIN {type_table} "  # noqa: S608
+        f"ON {type_table}.{quote(ContentType._meta.pk.column)} = "
+        f"{perm_table}.{quote(Permission._meta.get_field('content_type').column)} "
+        f"WHERE {type_table}.{quote(ContentType._meta.get_field('app_label').column)} = %s "
+        f"AND {perm_table}.{quote(Permission._meta.get_field('codename').column)} = %s AND ("
+        f"EXISTS (SELECT 1 FROM {quote(user_perms.db_table)} "
+        f"WHERE {column(user_perms, 'user')} = {user_id_sql} "
+        f"AND {column(user_perms, 'permission')} = {perm_id}) "
+        f"OR EXISTS (SELECT 1 FROM {quote(user_groups.db_table)} "
+        f"INNER JOIN {quote(group_perms.db_table)} "
+        f"ON {column(group_perms, 'group')} = {column(user_groups, 'group')} "
+        f"WHERE {column(user_groups, 'user')} = {user_id_sql} "
+        f"AND {column(group_perms, 'permission')} = {perm_id})))"
+    )
+
+
 def _token_valid_sql(quote) -> str:
     token_table, user_table = quote(ApiToken._meta.db_table), quote(User._meta.db_table)
     user_fk = quote(ApiToken._meta.get_field("user").column)
     digest = quote(ApiToken._meta.get_field("digest").column)
     expiry = quote(ApiToken._meta.get_field("expiry").column)
     is_active = quote(User._meta.get_field("is_active").column)
+    is_superuser = quote(User._meta.get_field("is_superuser").column)
+    user_id = f"{user_table}.{quote(User._meta.pk.column)}"
     # Only quoted table and column names from the models go into the text.
     return (
         f"SELECT 1 FROM {token_table} INNER JOIN {user_table} "  # noqa: S608
-        f"ON {user_table}.{quote(User._meta.pk.column)} = {token_table}.{user_fk} "
+        f"ON {user_id} = {token_table}.{user_fk} "
         f"WHERE {token_table}.{digest} = %s AND {token_table}.{user_fk} = %s "
         f"AND ({token_table}.{expiry} IS NULL OR {token_table}.{expiry} > %s) "
-        f"AND {user_table}.{is_active}"
+        f"AND {user_table}.{is_active} "
+        f"AND ({user_table}.{is_superuser} OR {_user_has_perm_sql(quote, user_id)})"
     )
 
 
-def api_token_still_valid(*, digest: str, user_id: Any, now: datetime) -> InsertGuard:
-    """A guard for an INSERT: write only while this token of this user works at ``now``."""
+def api_token_still_valid(
+    *, digest: str, user_id: Any, now: datetime, permission: str
+) -> InsertGuard:
+    """A guard for an INSERT: write only while this token of this user works at ``now`` and
+    the user holds ``permission`` ("app_label.codename"; a superuser holds every one)."""
+    app_label, codename = permission.split(".", 1)
     return InsertGuard(
         key="accounts.api_token_still_valid",
         build_sql=_token_valid_sql,
-        params=[digest, user_id, now],
+        params=[digest, user_id, now, app_label, codename],
     )
 
 
@@ -127,7 +167,9 @@ class ApiTokenAuthentication(TokenAuthentication):
         """``(user, digest)`` for a token, reusing this process's check of it for a while.
 
         Only for a request whose one write is guarded by ``api_token_still_valid``: a token
-        revoked or expired since, or a deactivated user, is then refused by that write.
+        revoked or expired since, a deactivated user, or one who lost the permission the write
+        needs, is then refused by that write. The user is shared by the requests that reuse
+        the check, so its cached permissions may be older than the request: the guard decides.
         Anything else must call ``authenticate_credentials``. A reuse lasts at most
         API_TOKEN_CACHE_SECONDS and at most LAST_USED_RESOLUTION, so a token's "last used"
         on the tokens page stays within two of those of the truth.

@@ -16,16 +16,36 @@ class Role(models.TextChoices):
 # Strongest first: a user who somehow holds two role groups is shown as the stronger one.
 ROLE_ORDER = [Role.ADMIN, Role.AUDITOR, Role.ANALYST]
 
+# What each page and endpoint asks for ("app_label.codename"); accounts.permissions checks them.
+PREDICT = "predictions.add_prediction"  # score: form, API, batches, what-if
+VIEW_PREDICTIONS = "predictions.view_prediction"  # read your own history, jobs and results
+VIEW_ALL_PREDICTIONS = "predictions.view_all_predictions"  # ... and everyone else's
+RECORD_OUTCOME = "predictions.add_outcome"  # on your own predictions
+RECORD_OUTCOME_ANY = "predictions.add_outcome_any"  # on anyone's: outcomes feed the gate
+CANCEL_ANY_BATCH = "predictions.change_batchjob"  # stop someone else's batch job
+VIEW_MODELS = "mlcore.view_modelversion"  # the model pages and the edge download
+VIEW_MONITORING = "predictions.view_monitoringreport"  # dashboard, charts, alert banner
+HANDLE_ALERTS = "predictions.change_alert"  # acknowledge or resolve an alert
+RUN_CHECKS = "predictions.add_monitoringreport"  # run a monitoring check from the page
+
 _ANALYST = [
-    "predictions.add_prediction",
-    "predictions.view_prediction",
-    "predictions.add_outcome",
+    PREDICT,
+    VIEW_PREDICTIONS,
+    RECORD_OUTCOME,
     "predictions.view_outcome",
+    VIEW_MODELS,
 ]
 
-# "app_label.codename" permissions per role; admin holds every permission of these apps.
+# "app_label.codename" permissions per role; admin holds every permission of these apps,
+# which alone includes RECORD_OUTCOME_ANY, CANCEL_ANY_BATCH and RUN_CHECKS.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.ANALYST: _ANALYST,
-    Role.AUDITOR: [*_ANALYST, "predictions.view_all_predictions"],
+    Role.AUDITOR: [
+        *_ANALYST,
+        VIEW_ALL_PREDICTIONS,
+        VIEW_MONITORING,
+        "predictions.view_alert",
+        HANDLE_ALERTS,
+    ],
 }
 ADMIN_APPS = ["accounts", "predictions", "mlcore", "auth"]

@@ -278,7 +278,8 @@ def _prepare(env: dict[str, str]) -> Fixture:
     from django.core.management import call_command
 
     from accounts.models import User
-    from accounts.services import api_token_create
+    from accounts.roles import Role
+    from accounts.services import api_token_create, user_set_role
     from mlcore.engine import synthetic
     from mlcore.selectors import predictor_get_active
 
@@ -291,6 +292,7 @@ def _prepare(env: dict[str, str]) -> Fixture:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+    user_set_role(user=user, role=Role.ANALYST)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     _, secret = api_token_create(user=user, name=f"make bench {stamp}", expires_in_days=1)
 

@@ -408,7 +408,8 @@ def _prepare() -> Fixture:
     from django.core.management import call_command
 
     from accounts.models import User
-    from accounts.services import api_token_create
+    from accounts.roles import Role
+    from accounts.services import api_token_create, user_set_role
     from mlcore.selectors import predictor_get_active
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -419,6 +420,7 @@ def _prepare() -> Fixture:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+    user_set_role(user=user, role=Role.ANALYST)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     _, secret = api_token_create(user=user, name=f"make bench {stamp}", expires_in_days=1)
     return Fixture(user=user, token=secret, loaded=predictor_get_active(name=MODEL_NAME))

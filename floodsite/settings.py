@@ -447,7 +447,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in, plus the role permissions the view names (accounts.permissions).
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RequiredPermissions"],
     "DEFAULT_PARSER_CLASSES": ["floodsite.rest.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "floodsite.rest.Pagination",

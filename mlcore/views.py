@@ -7,11 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from accounts.permissions import permissions_required
+from accounts.roles import VIEW_ALL_PREDICTIONS, VIEW_MODELS
 from floodsite.exceptions import ApplicationError
 from mlcore.engine.schema import Manifest
 from mlcore.models import Stage
@@ -23,7 +24,7 @@ from mlcore.selectors import (
 )
 
 # The shadow comparison reads the audit log, which belongs to predictions.
-from predictions.selectors import shadow_comparison_get, user_sees_everything
+from predictions.selectors import shadow_comparison_get
 
 # Held-out metrics from the manifest, in the order and with the names the pages show.
 METRIC_LABELS = {
@@ -54,11 +55,12 @@ def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _may_compare(user: Any) -> bool:
-    """The comparison reads every user's predictions: auditors and staff only."""
-    return bool(user.is_staff or user_sees_everything(user))
+    """The comparison reads every user's predictions: auditors and admins only."""
+    return bool(user.has_perm(VIEW_MODELS) and user.has_perm(VIEW_ALL_PREDICTIONS))
 
 
 @login_required
+@permissions_required(VIEW_MODELS)
 def model_list(request: HttpRequest) -> HttpResponse:
     """Every registered version with its stage, key metrics and canary share (read-only)."""
     versions = list(model_version_list())
@@ -79,6 +81,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permissions_required(VIEW_MODELS)
 def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
     """One version: stage history, metrics, feature schema, and links to monitor or download."""
     mv = model_version_get(name=name, version=version)
@@ -122,10 +125,9 @@ class ComparisonForm(forms.Form):
 
 
 @login_required
+@permissions_required(VIEW_MODELS, VIEW_ALL_PREDICTIONS)
 def model_shadow(request: HttpRequest, name: str, version: int) -> HttpResponse:
     """How this version's shadow answers compare with the answers users got."""
-    if not _may_compare(request.user):
-        raise PermissionDenied
     mv = model_version_get(name=name, version=version)
     form = ComparisonForm(request.GET or None)
     context: dict[str, Any] = {"mv": mv, "form": form, "comparison": None}
@@ -150,6 +152,7 @@ def model_shadow(request: HttpRequest, name: str, version: int) -> HttpResponse:
 
 
 @login_required
+@permissions_required(VIEW_MODELS)
 def model_onnx_download(request: HttpRequest, name: str, version: int) -> HttpResponse:
     """The same zip as GET /api/v1/models/{name}/{version}/onnx, for a signed-in browser."""
     bundle = model_version_onnx_bundle(model_version=model_version_get(name=name, version=version))

@@ -42,56 +42,74 @@ class RawRecord:
         return self.data is not None and not self.data.strip()
 
 
-def iter_records(handle: IO[bytes], *, max_bytes: int) -> Iterator[RawRecord]:
-    """The file's CSV records, a quoted line break kept inside its record.
+def read_header(handle: IO[bytes], *, max_bytes: int) -> bytes | None:
+    """The first record (the header), or None when it is longer than ``max_bytes``."""
+    piece = handle.readline(max_bytes + 1)
+    return _collect(piece, handle, max_bytes=max_bytes).data if piece else None
 
-    No record holds more than ``max_bytes`` + one line in memory: a longer one is read to its
-    end (a quoted cell may span lines) and yielded with ``data=None``.
+
+def iter_rows(handle: IO[bytes], *, width: int, max_bytes: int) -> Iterator[bytes | str]:
+    """The data records after the header: a record's bytes when it is usable, else (a str) why
+    it is refused. Blank lines are skipped; a quoted line break stays inside its record.
+
+    Memory: one record of at most ``max_bytes``; a longer one is read to its end (a quoted
+    cell may span lines) but not kept.
     """
+    commas = width - 1
     limit = max_bytes + 1
     readline = handle.readline
     while True:
         piece = readline(limit)
         if not piece:
             return
-        if piece[-1:] == b"\n" and b'"' not in piece and len(piece) <= max_bytes:
-            # The common case: one whole unquoted line.
-            yield RawRecord(
-                data=piece,
-                size=len(piece),
-                commas=piece.count(b","),
-                nul=b"\x00" in piece,
-                bom=_BOM in piece,
-                bare_cr=b"\r" in piece and piece.count(b"\r") != piece.count(b"\r\n"),
-            )
+        # The common case, all in C: one whole line of the right width with no quote, NUL,
+        # byte order mark or CR (but the one of a CRLF line end).
+        if (
+            piece[-1:] == b"\n"
+            and piece.count(b",") == commas
+            and b'"' not in piece
+            and b"\x00" not in piece
+            and _BOM not in piece
+            and piece.find(b"\r") in (-1, len(piece) - 2)
+            and (commas or piece.strip())
+        ):
+            yield piece
             continue
-        record = RawRecord(data=None)
-        parts: list[bytes] | None = []
-        quotes = 0
-        while piece:
-            record.size += len(piece)
-            record.commas += piece.count(b",")
-            quotes += piece.count(b'"')
-            record.nul = record.nul or b"\x00" in piece
-            record.bom = record.bom or _BOM in piece
-            if parts is not None:
-                if record.size > max_bytes:
-                    parts = None  # too long: keep counting, stop keeping
-                else:
-                    parts.append(piece)
-            # An odd number of quotes so far means a quoted cell continues on the next line.
-            if piece[-1:] == b"\n" and quotes % 2 == 0:
-                break
-            piece = readline(limit)
-        record.quoted = quotes > 0
-        record.closed = quotes % 2 == 0
+        record = _collect(piece, handle, max_bytes=max_bytes)
+        if record.blank:
+            continue
+        problem = record_problem(record, width=width, max_bytes=max_bytes)
+        yield problem or record.data or b""
+
+
+def _collect(piece: bytes, handle: IO[bytes], *, max_bytes: int) -> RawRecord:
+    """The record that starts with ``piece``, reading on while a quoted cell is open."""
+    limit = max_bytes + 1
+    record = RawRecord(data=None)
+    parts: list[bytes] | None = []
+    quotes = 0
+    while piece:
+        record.size += len(piece)
+        record.commas += piece.count(b",")
+        quotes += piece.count(b'"')
+        record.nul = record.nul or b"\x00" in piece
+        record.bom = record.bom or _BOM in piece
         if parts is not None:
-            record.data = b"".join(parts)
-            if not record.data.endswith(b"\n"):
-                record.data += b"\n"
-            body = record.data
-            record.bare_cr = b"\r" in body and body.count(b"\r") != body.count(b"\r\n")
-        yield record
+            if record.size > max_bytes:
+                parts = None  # too long: keep counting, stop keeping
+            else:
+                parts.append(piece)
+        # An odd number of quotes so far means a quoted cell continues on the next line.
+        if piece[-1:] == b"\n" and quotes % 2 == 0:
+            break
+        piece = handle.readline(limit)
+    record.quoted = quotes > 0
+    record.closed = quotes % 2 == 0
+    if parts is not None:
+        data = b"".join(parts)
+        record.data = data if data.endswith(b"\n") else data + b"\n"
+        record.bare_cr = record.data.count(b"\r") != record.data.count(b"\r\n")
+    return record
 
 
 def record_fields(data: bytes) -> list[list[str]]:

@@ -267,14 +267,15 @@ class _ChunkWriter:
         self._rows = self._bytes = 0
         self._rejects: list[tuple[int, str]] = []
 
-    def add(self, data: bytes, problem: str = "") -> None:
+    def refuse(self, reason: str) -> None:
+        self._rejects.append((self._rows, reason))
+        self.add(self.placeholder)
+
+    def add(self, data: bytes) -> None:
         if self._out is None:
             path = _chunk_path(self.job, len(self.chunks), "input")
             self._out = open(path, "wb")  # noqa: SIM115 (closed in close)
             self._out.write(self.header)
-        if problem:
-            self._rejects.append((self._rows, problem))
-            data = self.placeholder
         self._out.write(data)
         self._rows += 1
         self._bytes += len(data)
@@ -306,20 +307,19 @@ class _ChunkWriter:
 def _split_records(job: BatchJob, handle: IO[bytes]) -> tuple[list[BatchChunk], int]:
     """Check every record against the header and write the chunk files; (chunks, rows)."""
     max_bytes = settings.BATCH_MAX_ROW_BYTES
-    records = batch_records.iter_records(handle, max_bytes=max_bytes)
-    first = next(records, None)
-    header = first.data.removeprefix(b"\xef\xbb\xbf") if first and first.data else b""
+    header = batch_records.read_header(handle, max_bytes=max_bytes) or b""
+    header = header.removeprefix(b"\xef\xbb\xbf")
     names = batch_records.record_fields(header)
     width = len(names[0]) if len(names) == 1 else 0
     if not width:  # batch_create read the same header; only a changed file gets here
         raise ApplicationError("The file's header can no longer be read.", code="invalid_header")
     writer = _ChunkWriter(job, header, width)
     try:
-        for record in records:
-            if record.blank:
-                continue  # blank lines are not rows
-            problem = batch_records.record_problem(record, width=width, max_bytes=max_bytes)
-            writer.add(record.data or b"", problem)
+        for record in batch_records.iter_rows(handle, width=width, max_bytes=max_bytes):
+            if isinstance(record, str):
+                writer.refuse(record)
+            else:
+                writer.add(record)
     finally:
         writer.close()
     return writer.chunks, writer.total

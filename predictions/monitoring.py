@@ -39,6 +39,7 @@ from django.db.models import Count, F, Sum, Window
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from accounts.roles import VIEW_MONITORING
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import accuracy, drift
 from mlcore.models import ModelVersion, Stage
@@ -588,7 +589,6 @@ def alert_resolve(*, alert: Alert, user: Any) -> Alert:
 
 # --- Reads for the monitoring dashboard -----------------------------------------------------
 
-VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
 # Most points a chart of stored checks draws: a 30-day window of 5-minute checks is thinned
 # evenly to this many rather than read whole.
 SERIES_POINTS = 240
@@ -606,10 +606,10 @@ _SERIES_KEYS = {
 
 
 def user_can_monitor(user: Any) -> bool:
-    """Staff and auditors (who may read every prediction) see monitoring and its alerts."""
+    """Auditors and admins (VIEW_MONITORING, accounts.roles) see monitoring and its alerts."""
     if user is None or not user.is_authenticated:
         return False
-    return bool(user.is_staff or user.has_perm(VIEW_ALL_PERMISSION))
+    return bool(user.has_perm(VIEW_MONITORING))
 
 
 def prediction_band_series(

@@ -31,6 +31,8 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.permissions import check_permissions
+from accounts.roles import HANDLE_ALERTS, RUN_CHECKS, VIEW_MONITORING
 from floodsite.exceptions import ApplicationError
 from mlcore.models import ModelVersion, Stage
 from mlcore.selectors import model_version_get
@@ -73,13 +75,8 @@ FALLBACK_BAND_COLOURS = ["#2b7a3d", "#8a6d00", "#b54708", "#a4161a", "#4a5866"]
 
 
 def _require_monitor(request: HttpRequest) -> None:
-    if not monitoring.user_can_monitor(request.user):
-        raise ApplicationError(
-            "Monitoring is for auditors and administrators; ask an administrator for the "
-            "auditor role.",
-            code="permission_denied",
-            status_code=403,
-        )
+    # Auditors and admins hold it (accounts.roles); the 403 names it.
+    check_permissions(request.user, [VIEW_MONITORING])
 
 
 def _window(value: str | None) -> Window:
@@ -228,7 +225,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "error_rate_percent": 100 * settings.MONITOR_ERROR_RATE,
             "p95_ms": settings.MONITOR_P95_LATENCY_MS,
         },
-        "can_run_check": request.user.is_staff,
+        "can_run_check": request.user.has_perm(RUN_CHECKS),
     }
     return render(request, "monitoring/dashboard.html", context)
 
@@ -245,7 +242,7 @@ def _after_action(request: HttpRequest) -> HttpResponse:
 def _alert_action(
     request: HttpRequest, alert_id: int, action: Callable[..., Any], done: str
 ) -> HttpResponse:
-    _require_monitor(request)
+    check_permissions(request.user, [VIEW_MONITORING, HANDLE_ALERTS])
     alert = action(alert=monitoring.alert_get(alert_id=alert_id), user=request.user)
     subject = f" ({alert.subject})" if alert.subject else ""
     messages.success(request, f"{alert.get_kind_display()}{subject} {done}.")
@@ -267,11 +264,8 @@ def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def check_run(request: HttpRequest) -> HttpResponse:
-    """Staff: run one monitoring check now instead of waiting for the scheduler."""
-    if not request.user.is_staff:
-        raise ApplicationError(
-            "Only staff can run a monitoring check.", code="permission_denied", status_code=403
-        )
+    """Admins: run one monitoring check now instead of waiting for the scheduler."""
+    check_permissions(request.user, [VIEW_MONITORING, RUN_CHECKS])
     report = monitoring.monitoring_report_create(window_minutes=settings.MONITOR_WINDOW_MINUTES)
     alerts = report.metrics.get("alerts", {})
     messages.success(

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.permissions import check_owner_or_permission
+from accounts.roles import RECORD_OUTCOME_ANY
 from floodsite import metrics
 from floodsite.db import InsertGuard, insert_instance_if
 from floodsite.exceptions import ApplicationError
@@ -285,7 +287,12 @@ def outcome_create(
     observed_at: datetime | None = None,
     note: str = "",
 ) -> Outcome:
-    """Record what was observed at a predicted site; one outcome per prediction."""
+    """Record what was observed at a predicted site; one outcome per prediction.
+
+    Outcomes feed accuracy, the promotion gate and retraining, so one on another user's
+    prediction needs RECORD_OUTCOME_ANY (admins), even from someone who may read it.
+    """
+    check_owner_or_permission(user, owner_id=prediction.user_id, permission=RECORD_OUTCOME_ANY)
     if prediction.source in EXPLORATION_SOURCES:
         raise ApplicationError(
             "A what-if answer is not a prediction: record the outcome on the prediction it "

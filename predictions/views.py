@@ -13,6 +13,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.permissions import check_owner_or_permission, permissions_required
+from accounts.roles import (
+    CANCEL_ANY_BATCH,
+    PREDICT,
+    RECORD_OUTCOME,
+    RECORD_OUTCOME_ANY,
+    VIEW_PREDICTIONS,
+)
 from floodsite.exceptions import ApplicationError
 from floodsite.rest import client_ip
 from mlcore.engine.schema import Manifest
@@ -78,15 +86,18 @@ def home(request: HttpRequest) -> HttpResponse:
         problem = ""
     except ApplicationError as exc:
         model_version, manifest, problem = None, None, exc.message
+    # Signed in without a role (or without this permission): the page says whom to ask.
+    can_read = request.user.has_perm(VIEW_PREDICTIONS)
     week_ago = timezone.now() - timedelta(days=7)
-    counts = prediction_band_counts(user=request.user, since=week_ago)
+    counts = prediction_band_counts(user=request.user, since=week_ago) if can_read else {}
     context = {
         "model_version": model_version,
         "model_problem": problem,
         "bands": _band_rows(manifest, counts) if manifest else [],
         "week_total": sum(counts.values()),
-        "recent": prediction_list(user=request.user)[:5],
+        "recent": prediction_list(user=request.user)[:5] if can_read else [],
         "sees_everything": user_sees_everything(request.user),
+        "no_role": not can_read,
     }
     return render(request, "predictions/home.html", context)
 
@@ -97,6 +108,7 @@ def _active() -> LoadedModel:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@permissions_required(PREDICT)
 def predict(request: HttpRequest) -> HttpResponse:
     """The form generated from the production model; a valid submit shows the result page."""
     try:
@@ -181,17 +193,27 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def prediction_detail(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """The result: probability, band and its meaning, what drove it, what-if, the outcome."""
     prediction = prediction_get(user=request.user, prediction_id=prediction_id)
     context = _result_context(prediction)
     context["what_if"] = WhatIfForm(manifest=context["manifest"])
     context["outcome_form"] = OutcomeForm()
+    context["may_record_outcome"] = _may_record_outcome(request.user, prediction)
     return render(request, "predictions/detail.html", context)
+
+
+def _may_record_outcome(user: Any, prediction: Prediction) -> bool:
+    """Whether the page offers the outcome form (predictions.services.outcome_create decides)."""
+    if not user.has_perm(RECORD_OUTCOME):
+        return False
+    return prediction.user_id == user.pk or user.has_perm(RECORD_OUTCOME_ANY)
 
 
 @login_required
 @require_POST
+@permissions_required(VIEW_PREDICTIONS, PREDICT)
 def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """htmx: score the same inputs with one or two changed and show both side by side."""
     original = prediction_get(user=request.user, prediction_id=prediction_id)
@@ -226,9 +248,14 @@ def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse
 
 @login_required
 @require_POST
+@permissions_required(VIEW_PREDICTIONS, RECORD_OUTCOME)
 def prediction_outcome(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """Record what was observed; on a bad form the result page shows what to fix."""
     prediction = prediction_get(user=request.user, prediction_id=prediction_id)
+    # Checked before the form, so that it is the 403 page rather than a form error.
+    check_owner_or_permission(
+        request.user, owner_id=prediction.user_id, permission=RECORD_OUTCOME_ANY
+    )
     form = OutcomeForm(request.POST)
     if form.is_valid():
         try:
@@ -250,6 +277,7 @@ def prediction_outcome(request: HttpRequest, prediction_id: str) -> HttpResponse
     context = _result_context(prediction)
     context["what_if"] = WhatIfForm(manifest=context["manifest"])
     context["outcome_form"] = form
+    context["may_record_outcome"] = True
     return render(request, "predictions/detail.html", context, status=400)
 
 
@@ -276,6 +304,7 @@ def _filtered(request: HttpRequest, form: HistoryFilterForm):
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def history(request: HttpRequest) -> HttpResponse:
     """Everything the user asked (everyone's for auditors), filtered, sorted and paged."""
     form, _ = _history_form(request)
@@ -299,6 +328,7 @@ def history(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def history_export(request: HttpRequest) -> HttpResponse:
     """The filtered history as CSV, streamed, with spreadsheet-formula cells neutralised."""
     form, features = _history_form(request)
@@ -328,6 +358,7 @@ def history_export(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@permissions_required(VIEW_PREDICTIONS, unsafe=[PREDICT])
 def batch_upload(request: HttpRequest) -> HttpResponse:
     """Upload a CSV to score every row; lists the user's jobs."""
     form = BatchUploadForm(request.POST or None, request.FILES or None)
@@ -358,6 +389,7 @@ def _batch_context(job: BatchJob) -> dict[str, Any]:
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def batch_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     job = batch_get(user=request.user, job_id=job_id)
     if job.finished and job.owner_id == request.user.pk and not job.notified:
@@ -366,6 +398,7 @@ def batch_detail(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def batch_progress_fragment(request: HttpRequest, job_id: str) -> HttpResponse:
     """htmx polls this while the job runs; a finished job's fragment stops the polling."""
     job = batch_get(user=request.user, job_id=job_id)
@@ -374,8 +407,10 @@ def batch_progress_fragment(request: HttpRequest, job_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@permissions_required(VIEW_PREDICTIONS, PREDICT)
 def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
     job = batch_get(user=request.user, job_id=job_id)
+    check_owner_or_permission(request.user, owner_id=job.owner_id, permission=CANCEL_ANY_BATCH)
     try:
         batch_cancel(job=job)
     except ApplicationError as exc:
@@ -384,6 +419,7 @@ def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 @login_required
+@permissions_required(VIEW_PREDICTIONS)
 def batch_download(request: HttpRequest, job_id: str, kind: str) -> HttpResponse:
     job = batch_get(user=request.user, job_id=job_id)
     stored = batch_file_get(job=job, kind=kind)

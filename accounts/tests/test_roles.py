@@ -30,15 +30,34 @@ def test_migration_creates_the_three_roles_with_their_permissions():
         "predictions.view_prediction",
         "predictions.add_outcome",
         "predictions.view_outcome",
+        "mlcore.view_modelversion",
     }
     assert perms_of("analyst") == analyst
-    assert perms_of("auditor") == analyst | {"predictions.view_all_predictions"}
+    assert perms_of("auditor") == analyst | {
+        "predictions.view_all_predictions",
+        "predictions.view_monitoringreport",
+        "predictions.view_alert",
+        "predictions.change_alert",
+    }
     every = {
         f"{p.content_type.app_label}.{p.codename}"
         for p in Permission.objects.filter(content_type__app_label__in=ADMIN_APPS)
     }
     assert perms_of("admin") == every
     assert {"mlcore.change_modelversion", "auth.change_group", "accounts.add_user"} <= every
+
+
+def test_only_admins_record_outcomes_on_other_users_predictions_or_run_checks():
+    admin_only = {
+        "predictions.add_outcome_any",
+        "predictions.change_batchjob",
+        "predictions.add_monitoringreport",
+    }
+    assert admin_only <= perms_of("admin")
+    assert not admin_only & perms_of("auditor")
+    assert not admin_only & perms_of("analyst")
+    permission = Permission.objects.get(codename="add_outcome_any")
+    assert permission.name == "Can record outcomes on any user's prediction"
 
 
 def test_analyst_can_predict_but_not_see_everyone():
@@ -98,9 +117,11 @@ def test_role_sync_restores_the_definitions():
     analyst = Group.objects.get(name="analyst")
     analyst.permissions.clear()
     Group.objects.filter(name="auditor").delete()
+    Group.objects.get(name="admin").permissions.clear()
     role_sync()
     assert "predictions.add_prediction" in perms_of("analyst")
     assert "predictions.view_all_predictions" in perms_of("auditor")
+    assert "predictions.add_outcome_any" in perms_of("admin")
 
 
 def test_first_admin_gets_the_admin_role():

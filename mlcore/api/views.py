@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import VIEW_MODELS
 from mlcore.models import ModelVersion, Stage
 from mlcore.selectors import (
     model_version_get,
@@ -59,6 +60,7 @@ def model_version_to_dict(mv: ModelVersion, *, manifest: bool = False) -> dict[s
 
 class ModelListApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_list", responses={200: ModelVersionOut(many=True)})
     def get(self, request: Request) -> Response:
@@ -67,6 +69,7 @@ class ModelListApi(APIView):
 
 class ModelActiveApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_active", responses={200: ModelVersionDetailOut})
     def get(self, request: Request) -> Response:
@@ -76,6 +79,7 @@ class ModelActiveApi(APIView):
 
 class ModelDetailApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_retrieve", responses={200: ModelVersionDetailOut})
     def get(self, request: Request, name: str, version: int) -> Response:
@@ -95,6 +99,7 @@ class JsonErrorsNegotiation(BaseContentNegotiation):
 
 class ModelOnnxApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_MODELS,)}
     content_negotiation_class = JsonErrorsNegotiation
 
     @extend_schema(

@@ -64,9 +64,10 @@ def test_the_model_page_shows_history_metrics_schema_and_links(client, analyst, 
     for feature in production_model.manifest["features"]:
         assert feature["name"] in text and escape(feature["description"]) in text
     name, version = production_model.name, production_model.version
-    assert f'href="/monitoring/?model={name}&amp;version={version}"' in text
     assert f'href="/models/{name}/{version}/onnx.zip"' in text
-    assert "Shadow comparison" not in text  # analysts do not read others' predictions
+    # Analysts neither monitor nor read others' predictions: no links to either.
+    assert "/monitoring/?model=" not in text
+    assert "Shadow comparison" not in text
 
 
 def test_an_unknown_version_page_is_a_404(client, analyst, production_model):
@@ -164,6 +165,7 @@ def test_the_comparison_page_for_auditors_and_staff_only(client, analyst, compar
     client.force_login(admin_user)
     detail = client.get(f"/models/{compared.name}/{compared.version}/").content.decode()
     assert f'href="{url}"' in detail
+    assert f'href="/monitoring/?model={compared.name}&amp;version={compared.version}"' in detail
 
 
 def test_the_comparison_page_says_when_there_is_nothing_to_compare(

@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from accounts.permissions import check_owner_or_permission
+from accounts.roles import CANCEL_ANY_BATCH, PREDICT, VIEW_PREDICTIONS
 from floodsite.rest import StrictSerializer
 from predictions.batches import batch_cancel, batch_create
 from predictions.models import BatchJob, BatchStatus, Source
@@ -77,6 +79,7 @@ class BatchCollectionApi(APIView):
     """POST a CSV (multipart field `file`) to score every row; GET your jobs."""
 
     parser_classes = [MultiPartParser]
+    required_permissions = {"GET": (VIEW_PREDICTIONS,), "POST": (PREDICT,)}
 
     class BatchCreateInput(StrictSerializer):
         file = serializers.FileField(help_text="CSV with one column per model input.")
@@ -119,6 +122,7 @@ class BatchCollectionApi(APIView):
 
 class BatchDetailApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
     @extend_schema(operation_id="batches_retrieve", responses={200: BatchOut})
     def get(self, request: Request, job_id: str) -> Response:
@@ -127,10 +131,13 @@ class BatchDetailApi(APIView):
 
 class BatchCancelApi(APIView):
     throttle_scope = "batch"
+    required_permissions = {"POST": (VIEW_PREDICTIONS, PREDICT)}
 
     @extend_schema(operation_id="batches_cancel", request=None, responses={200: BatchOut})
     def post(self, request: Request, job_id: str) -> Response:
-        job = batch_cancel(job=batch_get(user=request.user, job_id=job_id))
+        job = batch_get(user=request.user, job_id=job_id)
+        check_owner_or_permission(request.user, owner_id=job.owner_id, permission=CANCEL_ANY_BATCH)
+        job = batch_cancel(job=job)
         return Response(batch_to_dict(job, request))
 
 
@@ -145,6 +152,7 @@ def _download(job: BatchJob, kind: str) -> HttpResponse:
 
 class BatchResultsApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
     @extend_schema(
         operation_id="batches_results",
@@ -157,6 +165,7 @@ class BatchResultsApi(APIView):
 
 class BatchErrorsApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
     @extend_schema(
         operation_id="batches_errors",

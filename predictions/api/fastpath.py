@@ -6,16 +6,16 @@ the prediction itself. ``handle`` answers the common case directly with the same
 DRF view uses: the same token authentication, the same throttle and counts, the same service
 (``prediction_create``) and the same response body and error format. One difference: a token
 this process checked in the last API_TOKEN_CACHE_SECONDS is not looked up again; instead the
-audit INSERT itself checks that it still works, so a revoked token writes nothing and is
-refused by the DRF view.
+audit INSERT itself checks that it still works and that its user still holds the permission to
+predict, so a revoked token or role writes nothing and is refused by the DRF view.
 
 Anything out of the ordinary returns ``None`` before any side effect, and the DRF view then
 handles the request as usual: no or another Authorization scheme, a bad or expired token, a
 denied throttle, an Idempotency-Key, ``instances``, another content type, an Accept header
 that JSON does not satisfy, a body that is not a plain ``{"inputs": {...}}`` object, or a
-database error (nothing was written; the view answers the outage). So every error response
-keeps coming from one place, and only a valid-looking request with a working token takes this
-path.
+database error (nothing was written; the view answers the outage); and, after scoring, an
+INSERT its guard refused. So every error response keeps coming from one place, and only a
+valid-looking request with a working token of a user allowed to predict takes this path.
 
 ``FastPathMiddleware``, first in MIDDLEWARE, calls it before any other middleware and before
 URL resolution, and only for a request the site would serve: a Host outside ALLOWED_HOSTS, a
@@ -49,6 +49,7 @@ from accounts.authentication import (
     api_token_still_valid,
     forget_checked_token,
 )
+from accounts.roles import PREDICT
 from floodsite import metrics
 from floodsite.db import GuardFailed
 from floodsite.exceptions import ApplicationError, error_body
@@ -134,12 +135,17 @@ def handle(request: HttpRequest) -> HttpResponse | None:
             inputs=inputs,
             request_id=getattr(request, "request_id", ""),
             client_ip=client_ip(request),
-            # The token may come from this process's earlier check: the INSERT checks it again.
-            guard=api_token_still_valid(digest=digest, user_id=user.pk, now=timezone.now()),
+            # The token may come from this process's earlier check, and the permission to
+            # predict is read nowhere else on this path: the INSERT checks both (a user
+            # without it costs one scoring, then the DRF view answers the 403).
+            guard=api_token_still_valid(
+                digest=digest, user_id=user.pk, now=timezone.now(), permission=PREDICT
+            ),
         )
     except GuardFailed:
-        # Revoked, expired or deactivated since it was checked: nothing was written, and the
-        # DRF view looks the token up afresh and answers 401.
+        # Revoked, expired, deactivated or without the permission since it was checked:
+        # nothing was written, and the DRF view looks the token up afresh and answers 401
+        # or 403.
         forget_checked_token(digest)
         return None
     except ApplicationError as exc:

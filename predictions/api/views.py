@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
 from floodsite.rest import Pagination, StrictSerializer, client_ip
 from predictions.models import Outcome, Prediction, Source
 from predictions.selectors import PredictionFilter, prediction_get, prediction_list
@@ -135,6 +136,7 @@ class PredictionCollectionApi(APIView):
                 )
             return attrs
 
+    required_permissions = {"GET": (VIEW_PREDICTIONS,), "POST": (PREDICT,)}
     # drf-spectacular documents the page envelope and the filters of the list from here.
     pagination_class = Pagination
     filter_backends = [DjangoFilterBackend]
@@ -221,6 +223,7 @@ class PredictionCollectionApi(APIView):
 
 class PredictionDetailApi(APIView):
     throttle_scope = "read"
+    required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
     @extend_schema(operation_id="predictions_retrieve", responses={200: PredictionOut})
     def get(self, request: Request, prediction_id: str) -> Response:
@@ -232,6 +235,8 @@ class OutcomeCreateApi(APIView):
     """Record the observed outcome (ground truth) of a prediction; one per prediction."""
 
     throttle_scope = "predict"
+    # On someone else's prediction outcome_create also asks for RECORD_OUTCOME_ANY.
+    required_permissions = {"POST": (VIEW_PREDICTIONS, RECORD_OUTCOME)}
 
     class OutcomeInput(StrictSerializer):
         flooded = serializers.BooleanField()

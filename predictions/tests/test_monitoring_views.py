@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.roles import Role
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion
 from predictions import monitoring
@@ -54,7 +55,8 @@ def auditor(db):
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(username="stef", is_staff=True)
+    """An admin (the role makes them staff)."""
+    return UserFactory(username="stef", role=Role.ADMIN)
 
 
 def svg_texts(response) -> str:
@@ -76,7 +78,7 @@ def test_analysts_are_refused_auditors_and_staff_see_the_dashboard(analyst, audi
 
     refused = signed_in(analyst).get(url)
     assert refused.status_code == 403
-    assert "Monitoring is for auditors and administrators" in refused.content.decode()
+    assert "predictions.view_monitoringreport" in refused.content.decode()
     assert signed_in(analyst).get(reverse("chart_bands")).status_code == 403
     assert Client().get(url).status_code == 302  # to the sign-in page
 

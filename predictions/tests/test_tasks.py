@@ -52,7 +52,9 @@ def worker_env(media_root: Path) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, *, beat: bool = False) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str], log: Path, *, beat: bool = False, loglevel: str = "WARNING"
+) -> subprocess.Popen:
     command = [
         str(Path(sys.executable).parent / "celery"),
         "-A",
@@ -63,7 +65,7 @@ def start_worker(env: dict[str, str], log: Path, *, beat: bool = False) -> subpr
         "--without-gossip",
         "--without-mingle",
         "--loglevel",
-        "WARNING",
+        loglevel,
     ]
     if beat:
         command += ["--beat", "--schedule", str(log.with_suffix(".beat"))]

@@ -69,9 +69,14 @@ def shot(page):
 
 @pytest.fixture
 def browser_user(transactional_db, django_user_model):
-    return django_user_model.objects.create_user(
+    """Ana, an analyst."""
+    from accounts.roles import Role
+    from accounts.services import user_set_role
+
+    user = django_user_model.objects.create_user(
         username="ana", password=PASSWORD, email="ana@example.org", first_name="Ana"
     )
+    return user_set_role(user=user, role=Role.ANALYST)
 
 
 @pytest.fixture
