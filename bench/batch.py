@@ -847,6 +847,7 @@ def _stage_clock() -> Iterator[list[tuple[str, float, float]]]:
 
 def _profile_chunks(fixture: Fixture, chunk_rows: int) -> dict[str, Any]:
     """Split a small job in-process and score its chunks one by one under the stopwatch."""
+    from django.conf import settings
     from django.core.files import File
 
     from predictions import batches
