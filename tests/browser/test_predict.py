@@ -38,7 +38,9 @@ def test_predict_read_what_if_history_export_and_outcome(production_model, signe
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("#what-if-result")).to_contain_text("What if:")
     assert page.url.endswith(f"/predictions/{prediction.pk}/")  # stayed on the page
-    assert Prediction.objects.count() == 2
+    # The what-if answer is kept for audit under its own source, never as a prediction.
+    assert Prediction.objects.count() == 1
+    assert Prediction.all_sources.filter(source="what_if").count() == 1
 
     page.get_by_label("Yes, it flooded").check()
     page.get_by_label("Note").fill("Water in the high street")
@@ -47,7 +49,7 @@ def test_predict_read_what_if_history_export_and_outcome(production_model, signe
     assert Outcome.objects.get().prediction_id == prediction.pk
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
-    expect(page.get_by_text("2 predictions.")).to_be_visible()
+    expect(page.get_by_text("1 prediction.")).to_be_visible()  # the what-if is not history
     page.get_by_label("Outcome").select_option("true")
     page.get_by_role("button", name="Apply filters").click()
     expect(page.get_by_text("1 prediction.")).to_be_visible()
