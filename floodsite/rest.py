@@ -252,27 +252,28 @@ class ScopedThrottle(ScopedRateThrottle):
         if not self.scope:
             return True
         self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        if self.rate is None:
+        limit, duration = self.parse_rate(self.rate)
+        self.num_requests, self.duration = limit, duration  # wait() reads them
+        if limit is None or duration is None:  # no rate for this scope
             return True
         ident = self.get_cache_key(request, view)
         if ident is None:
             return True
         self.now = self.timer()
-        window = int(self.now // self.duration)
-        self.window_ends = (window + 1) * self.duration
+        window = int(self.now // duration)
+        self.window_ends = (window + 1) * duration
         key = f"{ident}_{window}"
         try:
             # Every request but the first of a window finds its counter: one cache call.
             count = self.cache.incr(key)
         except ValueError:  # the first request of this window
-            if self.cache.add(key, 1, timeout=self.duration + 1):
+            if self.cache.add(key, 1, timeout=duration + 1):
                 return True
             try:
                 count = self.cache.incr(key)  # another request opened the window first
             except ValueError:  # ... and it expired in between: a new window
                 return True
-        return count <= self.num_requests
+        return count <= limit
 
     def get_ident(self, request) -> str:
         # A client without a token is counted by its address as client_ip reads it, the same

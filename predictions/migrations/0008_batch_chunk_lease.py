@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0007_what_if_source'),
+        ("predictions", "0007_what_if_source"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='batchchunk',
-            name='lease_until',
+            model_name="batchchunk",
+            name="lease_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

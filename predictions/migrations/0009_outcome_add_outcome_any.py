@@ -9,14 +9,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0008_batch_chunk_lease'),
+        ("predictions", "0008_batch_chunk_lease"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='outcome',
-            options={'ordering': ['-observed_at', '-id'], 'permissions': [('add_outcome_any', "Can record outcomes on any user's prediction")]},
+            name="outcome",
+            options={
+                "ordering": ["-observed_at", "-id"],
+                "permissions": [
+                    ("add_outcome_any", "Can record outcomes on any user's prediction")
+                ],
+            },
         ),
     ]
