@@ -34,6 +34,27 @@ which gives a flood rate of roughly 20 %. Rows are produced in fixed blocks of
 ``BLOCK_ROWS``, each block seeded from ``(seed, block number)``, so ``generate(n, seed=s)`` is
 always a prefix of ``generate(m, seed=s)`` for n < m and the streamed CSV written by
 ``write_csv`` holds exactly the rows ``generate`` returns, whatever the chunk size.
+
+Field records mode (``generate_field_records`` / ``write_field_records_csv``) imitates a public
+archive of monthly weather per gauging station, with the traps such files set for a trainer:
+
+* one row per station and month; ``record_no`` is a serial number that skips now and then,
+  ``station`` a code repeated on every row of a station, ``station_no`` its number, then
+  (optionally) the station's projected ``easting``/``northing`` in metres; ``year``, ``month``
+  and ``period`` (``YYYYMM``) say when;
+* a strong season: rain, soil moisture and river level peak in the winter months, and floods
+  happen almost only then (``wet = (1 + cos(2 pi (month - 1) / 12)) / 2``)::
+
+      z = -5.6 + 3.2 * wet + 0.011 * rain_mm + 0.9 * (river_level_m - 2.5)
+          + station vulnerability (Normal(0, 0.5)) + Normal(0, 0.5)
+
+  giving a flood in about 15 % of station-months;
+* the label column `` Flood?`` holds ``YES`` for a flood and is left **blank** otherwise (blank
+  means no); a dry-season inspection writes an explicit ``NO`` in some summer months, so
+  dropping the blank rows leaves a problem the month alone separates;
+* ``label="threshold"`` makes the label a threshold on one column instead (``YES`` exactly
+  when ``river_level_m`` is at or above ``FIELD_THRESHOLD_M``), a leak a trainer must notice;
+* the CSV has a UTF-8 BOM, CRLF line ends, padded cells and ``?`` for a missing rainfall.
 """
 
 from __future__ import annotations
@@ -408,3 +429,102 @@ def write_csv(
 
 def _pandas_dtype(spec: FeatureSpec) -> str:
     return "int64" if spec.dtype == "int" else "float64"
+
+
+# --- Field records mode (see the module docstring) ------------------------------------------
+
+FIELD_TARGET = "Flood?"
+FIELD_THRESHOLD_M = 3.0
+FIELD_SERIAL = "record_no"
+FIELD_STATION = "station"
+
+
+def generate_field_records(
+    *,
+    stations: int = 12,
+    first_year: int = 1981,
+    years: int = 30,
+    seed: int = 0,
+    label: str = "season",
+    coordinates: bool = True,
+) -> pd.DataFrame:
+    """Monthly station records as an archive exports them; the label column is text.
+
+    ``label`` is ``"season"`` (floods driven by season, rain and river level) or
+    ``"threshold"`` (the label is ``river_level_m >= FIELD_THRESHOLD_M``).
+    """
+    if label not in ("season", "threshold"):
+        raise ValueError("label must be 'season' or 'threshold'")
+    rng = np.random.default_rng([seed, 31_337])
+    numbers = np.sort(rng.choice(np.arange(1_000, 10_000), stations, replace=False))
+    months = np.tile(np.arange(1, 13), years)
+    calendar_years = np.repeat(np.arange(first_year, first_year + years), 12)
+    n_per = len(months)
+    station_no = np.repeat(numbers, n_per)
+    month = np.tile(months, stations)
+    year = np.tile(calendar_years, stations)
+    n = len(month)
+    station_index = np.repeat(np.arange(stations), n_per)
+
+    wet = (1.0 + np.cos(2.0 * np.pi * (month - 1) / 12.0)) / 2.0
+    river_base = rng.normal(0.0, 0.4, stations)[station_index]
+    vulnerability = rng.normal(0.0, 0.5, stations)[station_index]
+    rain = rng.gamma(2.0, 15.0 + 55.0 * wet)
+    max_day = rain * rng.beta(2.0, 5.0, n)
+    soil = np.clip(30.0 + 40.0 * wet + 0.05 * rain + rng.normal(0.0, 8.0, n), 0.0, 100.0)
+    river = 1.2 + 0.008 * rain + 1.0 * wet + river_base + rng.normal(0.0, 0.35, n)
+    temperature = 15.0 - 10.0 * wet + rng.normal(0.0, 2.0, n)
+    if label == "season":
+        z = (
+            -5.6
+            + 3.2 * wet
+            + 0.011 * rain
+            + 0.9 * (river - 2.5)
+            + vulnerability
+            + rng.normal(0.0, 0.5, n)
+        )
+        flooded = rng.random(n) < 1.0 / (1.0 + np.exp(-z))
+    else:
+        flooded = river.round(2) >= FIELD_THRESHOLD_M
+    # Inspectors wrote an explicit NO only on some dry-season visits; elsewhere no flood is blank.
+    inspected = (wet < 0.15) & (rng.random(n) < 0.3) & ~flooded
+    labels = np.where(flooded, "YES", np.where(inspected, "NO", ""))
+
+    serial = np.cumsum(1 + (rng.random(n) < 0.04) * rng.integers(1, 5, n)) + 1_000
+    columns: dict[str, object] = {
+        FIELD_SERIAL: serial,
+        FIELD_STATION: [f"RG{number}" for number in station_no],
+        "station_no": station_no,
+    }
+    if coordinates:
+        columns["easting"] = rng.uniform(200_000, 650_000, stations).round()[station_index]
+        columns["northing"] = rng.uniform(50_000, 900_000, stations).round()[station_index]
+    columns |= {
+        "year": year,
+        "month": month,
+        "period": year * 100 + month,
+        "rain_mm": rain.round(1),
+        "max_day_rain_mm": max_day.round(1),
+        "soil_moisture_pct": soil.round(1),
+        "river_level_m": river.round(2),
+        "temperature_c": temperature.round(1),
+        FIELD_TARGET: labels,
+    }
+    return pd.DataFrame(columns)
+
+
+def write_field_records_csv(path: str | os.PathLike[str], **options: object) -> pd.DataFrame:
+    """Write ``generate_field_records(**options)`` with a real export's quirks; return the frame.
+
+    The file has a UTF-8 BOM, CRLF line ends, a padded label header (`` Flood?``), padded
+    label cells and ``?`` for about 1 % of ``rain_mm``; the returned frame is what was meant.
+    """
+    frame = generate_field_records(**options)  # type: ignore[arg-type]
+    rng = np.random.default_rng(len(frame))
+    written = frame.astype({"rain_mm": object})
+    written.loc[rng.random(len(frame)) < 0.01, "rain_mm"] = "?"
+    written[FIELD_TARGET] = written[FIELD_TARGET].map({"YES": " YES", "NO": "NO ", "": ""})
+    written = written.rename(columns={FIELD_TARGET: f" {FIELD_TARGET}"})
+    with open(os.fspath(path), "w", encoding="utf-8-sig", newline="") as handle:
+        written.to_csv(handle, index=False, lineterminator="\r\n")
+    return frame

@@ -100,3 +100,35 @@ def test_streamed_chunks_stay_bounded() -> None:
     sizes = [len(frame) for frame in synthetic.iter_frames(35_000, seed=1, chunk_rows=20_000)]
 
     assert sizes == [20_000, 15_000]
+
+
+def test_field_records_set_the_traps_of_a_real_station_archive(tmp_path) -> None:
+    path = tmp_path / "stations.csv"
+    meant = synthetic.write_field_records_csv(path, stations=6, years=10, seed=2)
+
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw and b", Flood?\r\n" in raw
+    assert len(meant) == 6 * 10 * 12
+    labels = meant[synthetic.FIELD_TARGET]
+    assert set(labels) == {"YES", "NO", ""}
+    assert 0.6 < (labels == "").mean() < 0.9  # most months: blank, meaning no flood
+    # A strong season: floods in winter, explicit NOs only on summer inspections.
+    winter = meant["month"].isin([12, 1, 2])
+    assert (labels[winter] == "YES").mean() > 5 * (labels[~winter] == "YES").mean()
+    assert set(meant.loc[labels == "NO", "month"]) <= {6, 7, 8}
+    serial = meant[synthetic.FIELD_SERIAL]
+    assert serial.is_unique and serial.is_monotonic_increasing
+    assert serial.iloc[-1] - serial.iloc[0] + 1 > len(serial)  # a counter with gaps
+    assert meant.groupby(synthetic.FIELD_STATION)["station_no"].nunique().eq(1).all()
+    assert meant.groupby(synthetic.FIELD_STATION)["easting"].nunique().eq(1).all()
+    assert list(meant.columns[:5]) == ["record_no", "station", "station_no", "easting", "northing"]
+
+
+def test_field_records_can_label_by_a_threshold_on_one_column() -> None:
+    frame = synthetic.generate_field_records(stations=4, years=5, label="threshold")
+
+    flooded = frame[synthetic.FIELD_TARGET] == "YES"
+    assert flooded.eq(frame["river_level_m"] >= synthetic.FIELD_THRESHOLD_M).all()
+    assert "easting" in frame and "easting" not in synthetic.generate_field_records(
+        stations=2, years=1, coordinates=False
+    )
