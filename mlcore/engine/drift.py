@@ -10,6 +10,14 @@ import numpy as np
 PROBABILITY_KEY = "__probability__"
 SAMPLE_POINTS = 500
 PSI_EPSILON = 1e-4
+# A value held by at least this share of the rows (zero in a mostly-dry feature, each month of
+# a month column, the few outputs of a step-like model) is a point mass and gets its own bin:
+# quantile bins cannot split a point mass, so a change in its share would otherwise go unseen.
+POINT_MASS_SHARE = 0.05
+# The outermost 1 % on each side of the spread part gets its own open-ended bin when there are
+# enough rows to fill it, so a heavy tail growing longer registers before the deciles move.
+TAIL_SHARE = 0.01
+MIN_BIN_ROWS = 10
 # Conventional PSI reading: below 0.1 stable, 0.1-0.25 worth watching, above 0.25 a real shift.
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
@@ -27,7 +35,7 @@ def _entry(values: np.ndarray, bins: int) -> dict[str, Any]:
     if finite.size == 0:
         return {
             "quantiles": [],
-            "proportions": [],
+            "bins": None,
             "sample": [],
             "min": None,
             "max": None,
@@ -39,14 +47,11 @@ def _entry(values: np.ndarray, bins: int) -> dict[str, Any]:
             "n": 0,
             "missing_rate": missing_rate,
         }
-    # Quantile edges adapt to skewed data (rainfall is mostly near zero); duplicates from
-    # discrete or zero-inflated features are merged so no bin is empty by construction.
-    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
-    proportions = _bin_proportions(edges, finite)
     p01, median, p99 = np.quantile(finite, [0.01, 0.5, 0.99])
     return {
-        "quantiles": [float(edge) for edge in edges],
-        "proportions": [float(share) for share in proportions],
+        # Deciles, for people reading the manifest; PSI reads ``bins``.
+        "quantiles": [float(edge) for edge in np.unique(np.quantile(finite, _DECILES))],
+        "bins": _bins(finite, bins),
         "sample": [float(point) for point in np.quantile(finite, _sample_levels())],
         "min": float(finite.min()),
         "max": float(finite.max()),
@@ -73,6 +78,57 @@ def _bin_proportions(edges: Sequence[float] | np.ndarray, values: np.ndarray) ->
     return counts / max(values.size, 1)
 
 
+_DECILES = np.linspace(0.0, 1.0, 11)
+
+
+def _as_float32(values: np.ndarray) -> np.ndarray:
+    # Values past float32's range become +-inf and so match no point mass, which is right.
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
+def _bins(finite: np.ndarray, bins: int) -> dict[str, list[float]]:
+    """Bins for PSI: one per point mass, then deduplicated quantile bins of the rest.
+
+    Point masses are matched at float32 precision, the precision the ONNX backend computes
+    in, so the same value seen through either backend lands in the same bin. The spread part
+    has open-ended outer bins (below the first edge, from the last edge up), so no value ever
+    falls outside the bins, however far past the training range.
+    """
+    single = _as_float32(finite)
+    values32, first, counts = np.unique(single, return_index=True, return_counts=True)
+    heavy = counts >= POINT_MASS_SHARE * finite.size
+    points = finite[first[heavy]]
+    rest = finite[~np.isin(single, values32[heavy])]
+    n_bins = max(1, min(bins, rest.size // MIN_BIN_ROWS))
+    levels = list(np.arange(1, n_bins) / n_bins)
+    if rest.size * TAIL_SHARE >= MIN_BIN_ROWS:
+        levels = [TAIL_SHARE, *levels, 1.0 - TAIL_SHARE]
+    edges = np.unique(np.quantile(rest, levels)) if rest.size and levels else np.empty(0)
+    spec = {"points": [float(point) for point in points], "edges": [float(e) for e in edges]}
+    point_shares, shares = _bin_shares(spec, finite)
+    spec["point_shares"] = [float(share) for share in point_shares]
+    spec["shares"] = [float(share) for share in shares]
+    return spec
+
+
+def _bin_shares(spec: Mapping[str, Any], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of ``values`` in each point-mass bin, and in each bin of the spread part."""
+    points = _as_float32(np.asarray(spec.get("points") or [], dtype=np.float64))
+    edges = np.asarray(spec.get("edges") or [], dtype=np.float64)
+    total = max(values.size, 1)
+    point_counts = np.zeros(points.size, dtype=np.int64)
+    rest = values
+    if points.size:
+        single = _as_float32(values)
+        index = np.minimum(np.searchsorted(points, single), points.size - 1)
+        matched = points[index] == single
+        point_counts = np.bincount(index[matched], minlength=points.size)
+        rest = values[~matched]
+    counts = np.bincount(np.searchsorted(edges, rest, side="right"), minlength=edges.size + 1)
+    return point_counts / total, counts / total
+
+
 def reference_stats(
     X: np.ndarray, feature_names: Sequence[str], *, bins: int = 10
 ) -> dict[str, dict[str, Any]]:
@@ -91,8 +147,37 @@ def probability_stats(probabilities: np.ndarray, *, bins: int = 10) -> dict[str,
 
 
 def psi(reference_entry: Mapping[str, Any], values: np.ndarray) -> float | None:
-    """Population stability index of ``values`` against the reference bins; None if undefined."""
+    """Population stability index of ``values`` against the reference bins; None if undefined.
+
+    Reads both shapes of reference: ``bins`` (point masses + spread part), and the plain
+    quantile ``quantiles``/``proportions`` of manifests stored before point-mass bins existed.
+    """
     current = _finite(values)
+    spec = reference_entry.get("bins")
+    if isinstance(spec, Mapping):
+        expected_points = np.asarray(spec.get("point_shares") or [], dtype=np.float64)
+        expected_rest = np.asarray(spec.get("shares") or [], dtype=np.float64)
+        if current.size == 0 or expected_points.sum() + expected_rest.sum() <= 0:
+            return None
+        if expected_points.size != len(spec.get("points") or []) or expected_rest.size != (
+            len(spec.get("edges") or []) + 1
+        ):
+            return None
+        actual_points, actual_rest = _bin_shares(spec, current)
+        expected = np.concatenate([expected_points, expected_rest])
+        actual = np.concatenate([actual_points, actual_rest])
+        return _psi_sum(expected, actual)
+    return _legacy_psi(reference_entry, current)
+
+
+def _psi_sum(expected: np.ndarray, actual: np.ndarray) -> float:
+    expected = np.maximum(expected, PSI_EPSILON)
+    actual = np.maximum(actual, PSI_EPSILON)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def _legacy_psi(reference_entry: Mapping[str, Any], current: np.ndarray) -> float | None:
+    """PSI against a reference stored before point-mass bins: quantile edges only."""
     edges = reference_entry.get("quantiles") or []
     expected = np.asarray(reference_entry.get("proportions") or [], dtype=np.float64)
     if current.size == 0 or len(edges) == 0 or expected.size != max(len(edges) - 1, 1):
@@ -103,9 +188,7 @@ def psi(reference_entry: Mapping[str, Any], values: np.ndarray) -> float | None:
         expected = np.array([1.0, 0.0])
         same = np.isclose(current, edges[0])
         actual = np.array([same.mean(), 1.0 - same.mean()])
-    expected = np.maximum(expected, PSI_EPSILON)
-    actual = np.maximum(actual, PSI_EPSILON)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return _psi_sum(expected, actual)
 
 
 def ks(
