@@ -11,8 +11,11 @@ training data:
 
 A random forest averages probabilities, not log-odds, so its exact TreeSHAP values are on the
 probability scale; they are rescaled in proportion to land on the log-odds scale (same signs,
-same order, still exact in sum). The preprocessing steps must keep one column per feature
-(median imputation, scaling); anything else has no explanation rather than a wrong one.
+same order, still exact in sum). Preprocessing that keeps one column per feature (median
+imputation, scaling) maps shares one to one; preprocessing that encodes a feature into several
+columns (a month as its sine and cosine) must name its output columns after their input
+(``get_feature_names_out``): each input's share is then the sum of its columns' shares, which
+keeps the total exact. Anything else has no explanation rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -216,10 +219,18 @@ class Explainer:
     the training data, and ``contributions(X)`` returns rows x features on the log-odds scale.
     """
 
-    def __init__(self, pipeline: Pipeline, n_features: int) -> None:
+    def __init__(
+        self, pipeline: Pipeline, n_features: int, *, feature_names: Sequence[str] = ()
+    ) -> None:
         self.n_features = n_features
         self._prepare = Pipeline(pipeline.steps[:-1]) if len(pipeline.steps) > 1 else None
         model = pipeline.steps[-1][1]
+        # Columns the model sees, and (when the preprocessing widens the data) which input
+        # each one came from, as a one-hot columns x features matrix.
+        self._width = int(getattr(model, "n_features_in_", n_features))
+        self._owners: np.ndarray | None = None
+        if self._width != n_features:
+            self._owners = _column_owners(self._prepare, feature_names, self._width)
         self.kind: str
         self._leaves: list[_Leaves] = []
         if isinstance(model, HistGradientBoostingClassifier):
@@ -251,8 +262,8 @@ class Explainer:
     def _model_space(self, matrix: np.ndarray) -> np.ndarray:
         prepared = matrix if self._prepare is None else self._prepare.transform(matrix)
         prepared = np.asarray(prepared, dtype=np.float64)
-        if prepared.shape[1] != self.n_features:
-            raise ValueError("the preprocessing does not keep one column per feature")
+        if prepared.shape[1] != self._width:
+            raise ValueError("the preprocessing gave another number of columns than at fitting")
         if self._is_forest:
             # sklearn's trees compare float32 inputs with their thresholds.
             prepared = prepared.astype(np.float32).astype(np.float64)
@@ -260,12 +271,15 @@ class Explainer:
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature log-odds contributions; each row sums to log_odds(p) - baseline."""
-        prepared = self._model_space(np.asarray(matrix, dtype=np.float64))
+        phi = self._column_contributions(self._model_space(np.asarray(matrix, dtype=np.float64)))
+        return phi if self._owners is None else phi @ self._owners
+
+    def _column_contributions(self, prepared: np.ndarray) -> np.ndarray:
         if self.kind == "linear":
             return prepared * self._coef
         phi = np.concatenate(
             [
-                _tree_shap(self._leaves, prepared[start : start + TREE_CHUNK_ROWS], self.n_features)
+                _tree_shap(self._leaves, prepared[start : start + TREE_CHUNK_ROWS], self._width)
                 for start in range(0, prepared.shape[0], TREE_CHUNK_ROWS)
             ]
         )
@@ -282,9 +296,37 @@ class Explainer:
         return phi * slope[:, None]
 
 
-def explainer_for(pipeline: Pipeline, n_features: int) -> Explainer | None:
+def _column_owners(
+    prepare: Pipeline | None, feature_names: Sequence[str], width: int
+) -> np.ndarray:
+    """One-hot (model columns x features): the input feature each model column was made from.
+
+    Read from the preprocessing's output names: a column belongs to the longest feature name
+    it contains ("month" in "cyclic__month_sin"), so "rainfall_24h_mm" is never taken for a
+    shorter name it happens to contain.
+    """
+    if prepare is None or not feature_names:
+        raise ValueError("the model sees other columns than its features, and they are unnamed")
+    try:
+        names_out = [str(name) for name in prepare.get_feature_names_out(list(feature_names))]
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise ValueError(f"the preprocessing does not name its columns: {exc}") from exc
+    if len(names_out) != width:
+        raise ValueError("the preprocessing names another number of columns than the model sees")
+    owners = np.zeros((width, len(feature_names)))
+    for column, name_out in enumerate(names_out):
+        matches = [j for j, name in enumerate(feature_names) if name in name_out]
+        if not matches:
+            raise ValueError(f"model column {name_out!r} names none of the features")
+        owners[column, max(matches, key=lambda j: len(feature_names[j]))] = 1.0
+    return owners
+
+
+def explainer_for(
+    pipeline: Pipeline, n_features: int, *, feature_names: Sequence[str] = ()
+) -> Explainer | None:
     """The pipeline's Explainer, or None when its model or preprocessing has none."""
     try:
-        return Explainer(pipeline, n_features)
+        return Explainer(pipeline, n_features, feature_names=feature_names)
     except ValueError:
         return None

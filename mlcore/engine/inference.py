@@ -110,7 +110,9 @@ class Predictor:
     def explainer(self) -> Explainer | None:
         """The model's Explainer, built on first use: serving without explanations never pays."""
         if not self._explainer_built:
-            self._explainer_value = explainer_for(self.pipeline, self.n_features)
+            self._explainer_value = explainer_for(
+                self.pipeline, self.n_features, feature_names=self.feature_names
+            )
             self._explainer_built = True
         return self._explainer_value
 

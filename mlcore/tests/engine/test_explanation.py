@@ -8,8 +8,10 @@ from math import factorial
 
 import numpy as np
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from mlcore.engine import explanation, synthetic, training
 from mlcore.engine.explanation import Explainer, log_odds
@@ -155,3 +157,51 @@ def test_served_probability_and_contributions_agree_within_the_stated_tolerance(
         # The probability view walks from the baseline's probability to the same answer.
         walked = explanation.sigmoid(served.baseline) + sum(f.points for f in served.factors)
         assert abs(walked - served.probability) < explanation.SERVED_TOLERANCE
+
+
+def _month_as_circle(X: np.ndarray) -> np.ndarray:
+    angle = 2 * np.pi * (np.asarray(X, dtype=np.float64) - 1) / 12
+    return np.hstack([np.sin(angle), np.cos(angle)])
+
+
+@pytest.mark.parametrize("kind", ["hgb", "random_forest", "logistic"])
+def test_a_feature_encoded_into_several_columns_gets_one_share(kind) -> None:
+    # A month encoded as sine and cosine inside the pipeline: the page still lists "month"
+    # once, and the shares still add up.
+    rng = np.random.default_rng(8)
+    month = rng.integers(1, 13, size=800)
+    rain = rng.gamma(2.0, 20.0, size=800)
+    X = np.column_stack([rain, month]).astype(np.float64)
+    y = (rain / 40 + np.cos(2 * np.pi * (month - 1) / 12) + rng.normal(size=800) > 1).astype(int)
+    encode = ColumnTransformer(
+        [
+            (
+                "cyclic",
+                FunctionTransformer(
+                    _month_as_circle,
+                    feature_names_out=lambda _, names: [f"{names[0]}_sin", f"{names[0]}_cos"],
+                ),
+                [1],
+            )
+        ],
+        remainder="passthrough",
+    )
+    pipeline = training.build_pipeline(kind, seed=0)
+    pipeline.steps.insert(0, ("encode", encode))
+    if kind == "hgb":
+        pipeline.set_params(model__max_iter=20)
+    pipeline.fit(X, y)
+
+    explainer = Explainer(pipeline, 2, feature_names=["rain_mm", "month"])
+    contributions = explainer.contributions(X[:30])
+
+    assert contributions.shape == (30, 2)
+    gap = (
+        explainer.baseline
+        + contributions.sum(axis=1)
+        - log_odds(pipeline.predict_proba(X[:30])[:, 1])
+    )
+    assert np.max(np.abs(gap)) < 1e-6
+    assert np.any(np.abs(contributions[:, 1]) > 1e-3)
+    # Without names to map the columns back there is no explanation rather than a wrong one.
+    assert explanation.explainer_for(pipeline, 2) is None
