@@ -26,8 +26,10 @@ from math import factorial
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from mlcore.engine.onnx_export import PARITY_TOLERANCE
 
@@ -224,6 +226,7 @@ class Explainer:
     ) -> None:
         self.n_features = n_features
         self._prepare = Pipeline(pipeline.steps[:-1]) if len(pipeline.steps) > 1 else None
+        self._plain_steps = _plain_steps(pipeline.steps[:-1])
         model = pipeline.steps[-1][1]
         # Columns the model sees, and (when the preprocessing widens the data) which input
         # each one came from, as a one-hot columns x features matrix.
@@ -260,7 +263,16 @@ class Explainer:
         self._is_forest = isinstance(model, RandomForestClassifier)
 
     def _model_space(self, matrix: np.ndarray) -> np.ndarray:
-        prepared = matrix if self._prepare is None else self._prepare.transform(matrix)
+        if self._plain_steps is not None:
+            prepared = matrix
+            for fill, centre, scale in self._plain_steps:
+                if fill is not None:
+                    prepared = np.where(np.isnan(prepared), fill, prepared)
+                elif centre is not None and scale is not None:
+                    prepared = (prepared - centre) / scale
+        else:
+            assert self._prepare is not None
+            prepared = self._prepare.transform(matrix)
         prepared = np.asarray(prepared, dtype=np.float64)
         if prepared.shape[1] != self._width:
             raise ValueError("the preprocessing gave another number of columns than at fitting")
@@ -294,6 +306,32 @@ class Explainer:
         near = np.abs(gap) < 1e-12
         slope = np.where(near, 1.0 / (base * (1.0 - base)), log_gap / np.where(near, 1.0, gap))
         return phi * slope[:, None]
+
+
+def _plain_steps(
+    steps: Sequence[tuple[str, object]],
+) -> list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] | None:
+    """Median imputation and scaling as plain arrays, or None for any other preprocessing.
+
+    scikit-learn's transform validates its input on every call, which costs more than the
+    TreeSHAP of a small model; these steps are simple enough to apply directly.
+    """
+    plain: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
+    for _, step in steps:
+        if isinstance(step, SimpleImputer):
+            missing = step.missing_values
+            if step.add_indicator or not (isinstance(missing, float) and np.isnan(missing)):
+                return None
+            fill = np.asarray(step.statistics_, dtype=np.float64)
+            plain.append((fill, None, None))
+        elif isinstance(step, StandardScaler):
+            n = int(step.n_features_in_)
+            centre = step.mean_ if step.with_mean and step.mean_ is not None else np.zeros(n)
+            scale = step.scale_ if step.with_std and step.scale_ is not None else np.ones(n)
+            plain.append((None, np.asarray(centre, np.float64), np.asarray(scale, np.float64)))
+        else:
+            return None
+    return plain
 
 
 def _column_owners(
