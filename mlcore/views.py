@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.permissions import permissions_required
 from accounts.roles import VIEW_ALL_PREDICTIONS, VIEW_MODELS
 from floodsite.exceptions import ApplicationError
+from mlcore.engine.assessment import split_text
 from mlcore.engine.schema import Manifest
 from mlcore.models import Stage
 from mlcore.selectors import (
@@ -39,18 +40,41 @@ METRIC_LABELS = {
 }
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def _interval(bounds: Any, digits: int) -> str:
+    if isinstance(bounds, list) and len(bounds) == 2:
+        return f"95% interval {bounds[0]:.{digits}f} to {bounds[1]:.{digits}f}"
+    return ""
+
+
+def _metric_rows(
+    metrics: dict[str, Any], intervals: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    intervals = intervals or {}
     rows = []
     for key, (label, digits) in METRIC_LABELS.items():
         value = metrics.get(key)
         if isinstance(value, int | float):
-            rows.append({"key": key, "label": label, "value": f"{value:,.{digits}f}"})
+            rows.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "value": f"{value:,.{digits}f}",
+                    "interval": _interval(intervals.get(key), digits),
+                }
+            )
     recall = metrics.get("recall_at_band")
+    band_intervals = intervals.get("recall_at_band") or {}
     if isinstance(recall, dict):
         for band, value in recall.items():
             if isinstance(value, int | float):
-                label = f"Recall at band {band}"
-                rows.append({"key": f"recall_{band}", "label": label, "value": f"{value:.3f}"})
+                rows.append(
+                    {
+                        "key": f"recall_{band}",
+                        "label": f"Recall at band {band}",
+                        "value": f"{value:.3f}",
+                        "interval": _interval(band_intervals.get(band), 3),
+                    }
+                )
     return rows
 
 
@@ -90,10 +114,16 @@ def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
         {"change": change, "metrics": _metric_rows(change.metrics)[:3]}
         for change in stage_change_list(model_version=mv)
     ]
+    evaluation = manifest.evaluation
     context = {
         "mv": mv,
         "manifest": manifest,
-        "metrics": _metric_rows(mv.metrics),
+        "metrics": _metric_rows(mv.metrics, evaluation.get("intervals")),
+        # How the numbers were measured (absent for versions trained before it was recorded).
+        "evaluation": evaluation,
+        "split": split_text(evaluation["split"]) if evaluation.get("split") else "",
+        "policy": manifest.label_policy,
+        "roles": manifest.column_roles,
         "history": history,
         "onnx": mv.manifest.get("onnx") or {},
         # A plain link: the monitoring page reads these parameters (another app owns it).

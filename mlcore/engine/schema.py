@@ -236,6 +236,10 @@ class Manifest:
     trained_at: str = ""
     artifact_sha256: str = ""
     onnx: dict[str, Any] | None = None
+    # How blank labels were read, each column's role, and how the metrics were measured.
+    label_policy: dict[str, Any] = field(default_factory=dict)
+    column_roles: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.risk_bands = sorted_bands(self.risk_bands)
@@ -278,6 +282,9 @@ class Manifest:
             "trained_at": self.trained_at,
             "artifact_sha256": self.artifact_sha256,
             "onnx": to_plain(self.onnx),
+            "label_policy": to_plain(self.label_policy),
+            "column_roles": to_plain(self.column_roles),
+            "evaluation": to_plain(self.evaluation),
         }
 
     @classmethod
@@ -312,6 +319,9 @@ class Manifest:
             trained_at=str(data.get("trained_at") or ""),
             artifact_sha256=str(data.get("artifact_sha256") or ""),
             onnx=dict(data["onnx"]) if data.get("onnx") else None,
+            label_policy=dict(data.get("label_policy") or {}),
+            column_roles=list(data.get("column_roles") or []),
+            evaluation=dict(data.get("evaluation") or {}),
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,23 +18,32 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlcore.engine import drift, synthetic
+from mlcore.engine import assessment, drift, synthetic
 from mlcore.engine.artifacts import sha256_file
+from mlcore.engine.columns import (
+    NA_TOKENS,
+    ColumnRole,
+    assign_roles,
+    format_roles,
+    read_column,
+)
 from mlcore.engine.errors import DataError
 from mlcore.engine.schema import DEFAULT_RISK_BANDS, FeatureSpec, Manifest, RiskBand
 
 ALGORITHMS = ("hgb", "logistic", "random_forest")
+# What a blank label means: the negative class, the positive class, not known (drop the row),
+# or a question the user must answer first (refuse).
+BLANK_TARGET_POLICIES = ("no", "yes", "drop", "refuse")
+# A label policy that changes the flood share by more than this fraction of it changes the
+# problem; so does dropping more than this share of the rows.
+POLICY_SHIFT = 1 / 3
 
 _TRUE_LABELS = {"yes", "true", "y", "1", "1.0", "flood", "flooded"}
 _FALSE_LABELS = {"no", "false", "n", "0", "0.0", "no_flood", "no flood", "no-flood", "not_flooded"}
-# Spreadsheet exports spell "no value" in many ways; all of them mean a blank cell.
-_NA_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a"}
-_ID_NAME = re.compile(r"^(id|uuid|guid|index|row|row_?(id|num|number))$|(_id|_uuid)$", re.I)
-_MIN_ROWS_FOR_UNIQUE_ID = 20
+_NA_TOKENS = NA_TOKENS
 _MIN_PER_CLASS = 5
 
 _LIBRARIES = (
@@ -59,6 +67,12 @@ class LoadedData:
     target: str
     report: list[str] = field(default_factory=list)
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    label_policy: dict[str, Any] = field(default_factory=dict)
+    column_roles: list[ColumnRole] = field(default_factory=list)
+    # Every column of the file for the kept rows (numbers or stripped text), row-aligned with
+    # ``frame``: time and group columns that split the data are not features.
+    context: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,54 +102,6 @@ def _na_variants() -> list[str]:
     for token in _NA_TOKENS:
         variants |= {token, token.upper(), token.title()}
     return sorted(variants)
-
-
-@dataclass
-class _Column:
-    """One CSV column seen both as numbers and as the cells that are not numbers."""
-
-    numbers: pd.Series
-    blank: pd.Series
-    bad: pd.Series
-    text: pd.Series | None
-
-    @property
-    def is_text(self) -> bool:
-        return len(self.bad) > 0 and len(self.bad) == int((~self.blank).sum())
-
-
-def _column(series: pd.Series) -> _Column:
-    if series.dtype.kind in "fiub":
-        # The C parser already produced numbers (the fast path for clean exports).
-        numbers = series.astype(np.float64)
-        numbers = numbers.where(np.isfinite(numbers))
-        blank = numbers.isna()
-        return _Column(numbers, blank, numbers.iloc[0:0], None)
-    text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
-    blank = text.str.lower().isin(_NA_TOKENS)
-    numbers = pd.to_numeric(text.where(~blank), errors="coerce").astype(np.float64)
-    numbers = numbers.where(np.isfinite(numbers))
-    return _Column(numbers, blank, text[~blank & numbers.isna()], text)
-
-
-def _looks_like_id(name: str, column: _Column) -> str | None:
-    """Why a column looks like a row identifier rather than a measurement, or None."""
-    if _ID_NAME.search(name):
-        return "its name marks it as an identifier"
-    n_present = int((~column.blank).sum())
-    if n_present < _MIN_ROWS_FOR_UNIQUE_ID:
-        return None
-    if column.is_text and column.bad.is_unique:
-        return "every value is a distinct label"
-    numbers = column.numbers.dropna()
-    if len(numbers) != n_present or not numbers.is_unique:
-        return None
-    # Only a gap-free run of integers is treated as a counter: a genuine integer measurement
-    # can be all-distinct in a small table without being an identifier.
-    integral = bool((numbers % 1 == 0).all())
-    if integral and numbers.max() - numbers.min() + 1 == len(numbers):
-        return "it is a running count with a distinct value per row"
-    return None
 
 
 def _read_table(path: str) -> tuple[pd.DataFrame, list[str]]:
@@ -174,7 +140,7 @@ def _clean_headers(frame: pd.DataFrame, report: list[str]) -> pd.DataFrame:
     unnamed = [
         name
         for name in names
-        if (name == "" or name.startswith("Unnamed: ")) and _column(frame[name]).blank.all()
+        if (name == "" or name.startswith("Unnamed: ")) and read_column(frame[name]).blank.all()
     ]
     if unnamed:
         report.append(f"dropped {len(unnamed)} empty unnamed column(s)")
@@ -213,17 +179,21 @@ def load_training_csv(
     target: str,
     features: Sequence[str] | None = None,
     blank_target: str = "drop",
+    exclude: Sequence[str] = (),
     max_bytes: int = 1_000_000_000,
 ) -> LoadedData:
     """Read a training CSV into numeric features and a 0/1 target, explaining every change.
 
     Problems a person must fix (unknown labels, text in a numeric column, a missing target)
-    raise DataError naming the column; harmless quirks (BOM, CRLF, padded cells, id columns
-    when features are not listed) are fixed and recorded in ``report``.
+    raise DataError naming the column; harmless quirks (BOM, CRLF, padded cells) are fixed and
+    recorded in ``report``. ``blank_target`` says what a blank label means (one of
+    BLANK_TARGET_POLICIES); the class counts before and after it, and any warning about it,
+    are in ``label_policy``. Every column gets a role (``column_roles``); only features are
+    fitted on, and ``exclude`` drops columns whatever their role.
     """
-    if blank_target not in ("drop", "refuse"):
+    if blank_target not in BLANK_TARGET_POLICIES:
         raise DataError(
-            f"blank_target must be 'drop' or 'refuse', not {blank_target!r}",
+            f"blank_target must be one of {', '.join(BLANK_TARGET_POLICIES)}, not {blank_target!r}",
             fields={"blank_target": "invalid choice"},
         )
     location = os.fspath(path)
@@ -248,30 +218,30 @@ def load_training_csv(
         )
     if len(frame) == 0:
         raise DataError("the CSV file has a header but no data rows")
+    requested = [name.strip() for name in features] if features is not None else None
+    excluded = [name.strip() for name in exclude if name.strip()]
+    _check_named_columns(frame, target, requested, excluded)
 
-    target_text = _target_text(frame[target])
-    blank = target_text.str.lower().isin(_NA_TOKENS).to_numpy()
-    n_blank = int(blank.sum())
-    if n_blank and blank_target == "refuse":
-        raise DataError(
-            f"{n_blank} row(s) have a blank target {target!r}",
-            fields={target: f"{n_blank} blank"},
-        )
-    if n_blank:
-        frame = frame[~blank]
-        target_text = target_text[~blank]
-        report.append(f"dropped {n_blank} row(s) with a blank target")
-        if len(frame) == 0:
-            raise DataError(f"every row has a blank target {target!r}")
-    labels = _map_target(target_text, target)
-
-    candidates = features if features is not None else [c for c in frame.columns if c != target]
-    parsed = {
-        name.strip(): _column(frame[name.strip()])
-        for name in candidates
-        if name.strip() in frame.columns
-    }
-    chosen = _choose_features(frame, target, features, parsed, report)
+    labels, keep, policy = _apply_label_policy(_target_text(frame[target]), target, blank_target)
+    frame = frame[keep]
+    report.extend(policy["notes"])
+    parsed = {name: read_column(frame[name]) for name in frame.columns if name != target}
+    roles, role_warnings = assign_roles(
+        {**parsed, target: read_column(frame[target])},
+        target=target,
+        requested=requested,
+        exclude=excluded,
+    )
+    for role in roles:
+        if role.role == "id":
+            report.append(f"dropped id-like column {role.name!r} ({role.why})")
+        elif role.role in ("time", "group"):
+            report.append(f"kept {role.name!r} out of the features ({role.role}: {role.why})")
+        elif role.role == "text":
+            report.append(f"ignored text column {role.name!r}")
+    chosen = [role.name for role in roles if role.role == "feature"]
+    if requested is not None:
+        chosen = requested  # the user's order
     columns: dict[str, pd.Series] = {}
     unparseable: dict[str, str] = {}
     for name in chosen:
@@ -305,6 +275,10 @@ def load_training_csv(
             f"training needs both classes (flood and no_flood); every row is {only}",
             fields={target: "single class"},
         )
+    context = pd.DataFrame({name: column.values() for name, column in parsed.items()})
+    context = context.reset_index(drop=True)
+    if policy["blank"]:
+        _check_policy_separation(policy, context, clean[target].to_numpy())
     return LoadedData(
         frame=clean,
         features=list(columns),
@@ -316,48 +290,115 @@ def load_training_csv(
             "sha256": sha256_file(location),
             "bytes": size,
         },
+        label_policy={key: value for key, value in policy.items() if key != "notes"},
+        column_roles=roles,
+        context=context,
+        warnings=[*role_warnings, *policy["warnings"]],
     )
 
 
-def _choose_features(
-    frame: pd.DataFrame,
-    target: str,
-    requested: Sequence[str] | None,
-    parsed: dict[str, _Column],
-    report: list[str],
-) -> list[str]:
-    if requested is not None:
-        names = [name.strip() for name in requested]
+def _check_named_columns(
+    frame: pd.DataFrame, target: str, requested: list[str] | None, excluded: list[str]
+) -> None:
+    named = {"features": requested or [], "exclude": excluded}
+    for option, names in named.items():
         missing = [name for name in names if name not in frame.columns]
         if missing:
+            kind = "feature" if option == "features" else "excluded"
             raise DataError(
-                f"feature column(s) not found: {', '.join(missing)}; available columns: "
+                f"{kind} column(s) not found: {', '.join(missing)}; available columns: "
                 f"{', '.join(frame.columns)}",
                 fields={name: "missing column" for name in missing},
             )
-        if target in names:
-            raise DataError(
-                f"the target {target!r} cannot also be a feature", fields={target: "is target"}
-            )
-        refused = {name: why for name in names if (why := _looks_like_id(name, parsed[name]))}
-        if refused:
-            detail = "; ".join(f"{name!r}: {why}" for name, why in refused.items())
-            raise DataError(
-                f"identifier column(s) cannot be features: {detail}",
-                fields={name: "identifier column" for name in refused},
-            )
-        return names
+    if requested is not None and target in requested:
+        raise DataError(
+            f"the target {target!r} cannot also be a feature", fields={target: "is target"}
+        )
+    clash = sorted(set(requested or []) & set(excluded))
+    if clash:
+        raise DataError(
+            f"column(s) both chosen and excluded: {', '.join(clash)}",
+            fields={name: "in --features and --exclude" for name in clash},
+        )
 
-    chosen = []
-    for name, column in parsed.items():
-        why = _looks_like_id(name, column)
-        if why:
-            report.append(f"dropped id-like column {name!r} ({why})")
-        elif column.is_text:
-            report.append(f"ignored text column {name!r}")
-        else:
-            chosen.append(name)
-    return chosen
+
+def _share(floods: int, rows: int) -> float | None:
+    return floods / rows if rows else None
+
+
+def _apply_label_policy(
+    text: pd.Series, target: str, blank_target: str
+) -> tuple[pd.Series, np.ndarray, dict[str, Any]]:
+    """Labels for the kept rows, which rows are kept, and the policy block of the manifest."""
+    blank = text.str.lower().isin(_NA_TOKENS).to_numpy()
+    n_blank = int(blank.sum())
+    labelled = _map_target(text[~blank], target)
+    yes, no = int(labelled.sum()), int(len(labelled) - labelled.sum())
+    if n_blank and blank_target == "refuse":
+        raise DataError(
+            f"{n_blank} row(s) have a blank target {target!r}; say what a blank means with "
+            "--blank-target no (no flood), yes (a flood) or drop (unknown: leave the row out)",
+            fields={target: f"{n_blank} blank"},
+        )
+    notes: list[str] = []
+    warnings: list[str] = []
+    if blank_target == "drop" or not n_blank:
+        keep = ~blank
+        labels = labelled
+        if n_blank:
+            notes.append(f"dropped {n_blank} row(s) with a blank target")
+            if len(labels) == 0:
+                raise DataError(f"every row has a blank target {target!r}")
+    else:
+        keep = np.ones(len(text), dtype=bool)
+        fill = 1 if blank_target == "yes" else 0
+        labels = pd.Series(fill, index=text.index, dtype=np.int64)
+        labels[~blank] = labelled
+        notes.append(f"read {n_blank} blank label(s) as {blank_target!r}")
+    floods = int(labels.sum())
+    before = _share(yes, yes + no)
+    after = _share(floods, len(labels))
+    rows = len(text)
+    if n_blank and blank_target == "drop" and n_blank > POLICY_SHIFT * rows:
+        warnings.append(
+            f"--blank-target drop removed {n_blank:,} of {rows:,} rows ({n_blank / rows:.0%}): "
+            "the model learns from, and is measured on, the rows someone labelled, not the "
+            "population it will score"
+        )
+    if n_blank and before and after is not None and abs(after - before) > POLICY_SHIFT * before:
+        warnings.append(
+            f"--blank-target {blank_target} moves the flood share from {before:.1%} of the "
+            f"labelled rows to {after:.1%} of the training rows: be sure a blank means "
+            f"{blank_target!r}"
+        )
+    policy = {
+        "blank_target": blank_target,
+        "before": {"flood": yes, "no_flood": no, "blank": n_blank, "rows": rows},
+        "after": {"flood": floods, "no_flood": len(labels) - floods, "rows": len(labels)},
+        "flood_share_labelled": before,
+        "flood_share_after": after,
+        "notes": notes,
+        "warnings": warnings,
+        "blank": n_blank,
+    }
+    if n_blank:
+        notes.append(
+            f"label policy {blank_target}: before {yes:,} flood, {no:,} no_flood, {n_blank:,} "
+            f"blank; after {floods:,} flood, {len(labels) - floods:,} no_flood"
+        )
+    return labels, keep, policy
+
+
+def _check_policy_separation(policy: dict[str, Any], context: pd.DataFrame, y: np.ndarray) -> None:
+    """Warn when, after the label policy, one column (any, not only features) splits the classes."""
+    separating = assessment.separating_columns(context, y)
+    policy["separating_columns"] = separating
+    for name, auc in separating.items():
+        policy["warnings"].append(
+            f"after --blank-target {policy['blank_target']}, {name!r} alone separates the "
+            f"classes (ROC-AUC {auc:.3f}): the labels kept may be an artefact of how the "
+            "file was recorded"
+        )
 
 
 def features_from_frame(
@@ -486,8 +527,14 @@ def train_model(
     feature_specs: Sequence[FeatureSpec] | None = None,
     risk_bands: Sequence[RiskBand] = DEFAULT_RISK_BANDS,
     progress: Callable[[str], None] | None = None,
+    split: str = "random",
 ) -> TrainedModel:
-    """Fit, measure on a stratified held-out split, and describe the model in a manifest."""
+    """Fit, measure on a held-out split, and describe the model in a manifest.
+
+    ``split`` is ``random`` (stratified), ``time:COLUMN`` or ``group:COLUMN`` (see
+    ``assessment``); the column may be any column of the file, feature or not. The manifest's
+    ``evaluation`` holds the split, intervals, test-size and leakage checks and every warning.
+    """
     say = progress or (lambda message: None)
     pipeline = build_pipeline(algorithm, seed=seed)
     if not 0.0 < test_size < 1.0:
@@ -504,13 +551,19 @@ def train_model(
             fields={data.target: "too few rows of one class"},
         )
 
-    say(f"Splitting {len(y):,} rows ({test_size:.0%} held out, stratified)")
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            X, y, test_size=test_size, stratify=y, random_state=seed
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split the data for testing: {exc}") from exc
+    kind, column = assessment.parse_split(split)
+    say(f"Splitting {len(y):,} rows ({test_size:.0%} held out, {_split_text(kind, column)})")
+    held_out = assessment.split_rows(
+        y,
+        kind=kind,
+        values=_split_values(data, column),
+        column=column,
+        test_size=test_size,
+        seed=seed,
+    )
+    x_train, x_test = X[held_out.train], X[held_out.test]
+    y_train, y_test = y[held_out.train], y[held_out.test]
+    warnings = [*data.warnings, *assessment.check_test_size(y_test, held_out)]
 
     say(f"Fitting {algorithm} on {len(y_train):,} rows and {X.shape[1]} features")
     pipeline.fit(x_train, y_train)
@@ -519,6 +572,25 @@ def train_model(
     probability = pipeline.predict_proba(x_test)[:, 1]
     metrics = evaluate(y_test, probability, risk_bands)
     metrics["n_train"] = len(y_train)
+    say("Bootstrapping intervals and checking for leakage")
+    intervals = assessment.bootstrap_intervals(
+        y_test, probability, risk_bands, groups=held_out.test_groups, seed=seed
+    )
+    leakage = assessment.leakage_checks(
+        pd.DataFrame(x_train, columns=data.features), y_train, probability
+    )
+    warnings += leakage["warnings"]
+    evaluation = {
+        "split": held_out.description,
+        "test_counts": {
+            "rows": len(y_test),
+            "flood": int(y_test.sum()),
+            "no_flood": int(len(y_test) - y_test.sum()),
+        },
+        "intervals": intervals,
+        "leakage": leakage,
+        "warnings": warnings,
+    }
 
     say("Recording reference statistics for drift monitoring")
     reference = drift.reference_stats(x_train, data.features)
@@ -536,10 +608,36 @@ def train_model(
         data_fingerprint=dict(data.fingerprint),
         algorithm=algorithm,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        label_policy=dict(data.label_policy),
+        column_roles=[role.to_dict() for role in data.column_roles],
+        evaluation=evaluation,
     )
     auc = metrics["roc_auc"]
     say(f"Done: ROC-AUC {auc:.3f}" if auc is not None else "Done")
     return TrainedModel(pipeline=pipeline, manifest=manifest, x_test=x_test, y_test=y_test)
+
+
+def _split_text(kind: str, column: str | None) -> str:
+    if kind == "random":
+        return "random, stratified"
+    if kind == "time":
+        return f"the latest rows by {column!r}"
+    return f"whole groups of {column!r}"
+
+
+def _split_values(data: LoadedData, column: str | None) -> pd.Series | None:
+    """The split column for the training rows, from the features or the file's other columns."""
+    if column is None:
+        return None
+    if column in data.frame.columns and column != data.target:
+        return data.frame[column]
+    if data.context is not None and column in data.context.columns:
+        return data.context[column]
+    available = list(data.context.columns) if data.context is not None else data.features
+    raise DataError(
+        f"split column {column!r} not found; available columns: {', '.join(available)}",
+        fields={"split": "missing column"},
+    )
 
 
 def _specs_for(data: LoadedData, given: Sequence[FeatureSpec] | None) -> list[FeatureSpec]:
@@ -583,3 +681,21 @@ def synthetic_training_data(n_rows: int = 60_000, *, seed: int = 0) -> LoadedDat
     data.report.append(f"generated {n_rows:,} synthetic rows with seed {seed}")
     data.fingerprint["source"] = f"synthetic(n_rows={n_rows}, seed={seed})"
     return data
+
+
+def describe_data(data: LoadedData) -> list[str]:
+    """What the trainer will fit on, for the CLI: the label policy and the column roles."""
+    lines = []
+    policy = data.label_policy
+    if policy:
+        before, after = policy["before"], policy["after"]
+        lines.append(
+            f"label policy --blank-target {policy['blank_target']}: before {before['flood']:,} "
+            f"flood, {before['no_flood']:,} no_flood, {before['blank']:,} blank; after "
+            f"{after['flood']:,} flood, {after['no_flood']:,} no_flood"
+        )
+    if data.column_roles:
+        lines.append("column roles:")
+        lines += [f"  {line}" for line in format_roles(data.column_roles)]
+    lines += [f"WARNING: {warning}" for warning in data.warnings]
+    return lines

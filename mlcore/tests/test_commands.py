@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 
 import numpy as np
 import onnxruntime
+import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
+from sklearn.metrics import roc_auc_score
 
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion, Stage
@@ -37,7 +40,7 @@ def messy_csv(tmp_path):
 
 @pytest.mark.slow
 def test_train_model_from_a_messy_csv_registers_a_candidate(db, messy_csv):
-    out = run("train_model", data=str(messy_csv), target="flooded", rows=0)
+    out = run("train_model", data=str(messy_csv), target="flooded", rows=0, blank_target="drop")
     assert "dropped 3 row(s) with a blank target" in out
     assert "station_id" in out
     mv = ModelVersion.objects.get()
@@ -107,3 +110,55 @@ def test_export_onnx_scores_offline_like_the_service(production_model, tmp_path)
     )[0][:, 1]
     served = model_version_load(model_version=production_model).predictor.predict_proba(rows)
     assert np.max(np.abs(offline - served)) <= 1e-5
+
+
+def test_train_model_asks_what_a_blank_label_means_before_training(db, tmp_path):
+    path = tmp_path / "stations.csv"
+    synthetic.write_field_records_csv(path, stations=4, years=6, seed=2)
+
+    with pytest.raises(CommandError, match=r"--blank-target no .* yes .* drop"):
+        run("train_model", data=str(path), target="Flood?")
+
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.slow
+def test_train_model_on_field_records_reports_the_roc_auc_an_independent_run_finds(db, tmp_path):
+    path = tmp_path / "stations.csv"
+    synthetic.write_field_records_csv(path, stations=8, years=20, seed=3)
+
+    out = run(
+        "train_model",
+        data=str(path),
+        target="Flood?",
+        blank_target="no",
+        split="time:year",
+        exclude="temperature_c",
+        algorithm="logistic",
+    )
+
+    mv = ModelVersion.objects.get()
+    # The same population, policy and split, computed here from the file with pandas alone.
+    frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, na_values=["?"])
+    frame.columns = [column.strip() for column in frame.columns]
+    flooded = (frame["Flood?"].fillna("").str.strip() == "YES").astype(int)
+    test = frame["year"] >= 1997  # the last 4 of 20 years
+    features = [feature["name"] for feature in mv.manifest["features"]]
+    # The fitted scikit-learn pipeline, which fills the "?" rainfall cells as training did.
+    pipeline = model_version_load(model_version=mv).predictor.pipeline
+    scores = pipeline.predict_proba(frame.loc[test, features].to_numpy(dtype=np.float64))[:, 1]
+    independent = roc_auc_score(flooded[test], scores)
+    reported = float(re.search(r"ROC-AUC (\d\.\d{3}) \(95% interval", out).group(1))
+    assert abs(reported - independent) <= 0.01
+    assert mv.manifest["evaluation"]["test_counts"]["rows"] == int(test.sum())
+
+    # Policy, roles, split, interval and leakage check are all on the screen.
+    assert "label policy --blank-target no: before" in out
+    assert re.search(r"record_no +id ", out) and re.search(r"easting +id ", out)
+    assert re.search(r"year +time ", out) and re.search(r"station +group ", out)
+    assert re.search(r"temperature_c +ignored +excluded with --exclude", out)
+    assert "split: by time on 'year': trained up to 1996, tested from 1997 on" in out
+    assert "leakage check passed" in out
+    assert features == ["month", "rain_mm", "max_day_rain_mm", "soil_moisture_pct", "river_level_m"]
+    assert mv.manifest["label_policy"]["blank_target"] == "no"
+    assert {role["name"] for role in mv.manifest["column_roles"]} == set(frame.columns)

@@ -324,3 +324,36 @@ def test_the_readme_shows_the_tested_client():
     section = readme.split("## Scoring offline (edge)", 1)[1]
     block = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert block == CLIENT.read_text()
+
+
+def test_the_model_page_shows_the_label_policy_roles_split_intervals_and_warnings(
+    client, analyst, production_model, tmp_path
+):
+    from mlcore.engine import synthetic, training
+
+    path = tmp_path / "stations.csv"
+    synthetic.write_field_records_csv(path, stations=6, years=10, seed=4)
+    data = training.load_training_csv(path, target="Flood?", blank_target="drop")
+    trained = training.train_model(data, algorithm="logistic", split="group:station")
+    blocks = trained.manifest.to_dict()
+    ModelVersion.objects.filter(pk=production_model.pk).update(
+        manifest={
+            **production_model.manifest,
+            **{
+                key: blocks[key]
+                for key in ("metrics", "label_policy", "column_roles", "evaluation")
+            },
+        },
+    )
+    client.force_login(analyst)
+
+    text = client.get(f"/models/{production_model.name}/{production_model.version}/").content
+    text = text.decode()
+
+    assert "--blank-target drop: before" in text
+    assert "Warning: after --blank-target drop, &#x27;month&#x27; alone separates" in text
+    assert "by group on &#x27;station&#x27;" in text
+    low, high = blocks["evaluation"]["intervals"]["roc_auc"]
+    assert f"95% interval {low:.3f} to {high:.3f}" in text
+    assert re.search(r'<td class="mono">record_no</td><td>id</td>', text)
+    assert "Leakage check" in text

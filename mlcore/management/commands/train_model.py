@@ -1,4 +1,9 @@
-"""manage.py train_model: train a model from a CSV or the synthetic generator and register it."""
+"""manage.py train_model: train a model from a CSV or the synthetic generator and register it.
+
+Before fitting it prints the label policy (class counts before and after) and a table of every
+column's role; after, how the test rows were chosen, the metrics with 95 % intervals, the
+leakage check and every warning. All of it is also stored in the manifest.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from floodsite.exceptions import ApplicationError
+from mlcore.engine.assessment import describe_evaluation
 from mlcore.models import ArtifactFormat
 from mlcore.services import model_version_train
 
@@ -30,10 +36,26 @@ class Command(BaseCommand):
             help="hgb = HistGradientBoosting (default).",
         )
         parser.add_argument(
+            "--exclude", help="Comma-separated columns never to use, whatever their role."
+        )
+        parser.add_argument(
             "--blank-target",
-            default="drop",
-            choices=["drop", "refuse"],
-            help="What to do with rows whose label is blank (default drop, and say how many).",
+            default="refuse",
+            choices=["no", "yes", "drop", "refuse"],
+            help=(
+                "What a blank label means: no (no flood), yes (a flood), drop (unknown: leave "
+                "the row out) or refuse (default: stop and ask, since the choice changes the "
+                "answer)."
+            ),
+        )
+        parser.add_argument(
+            "--split",
+            default="random",
+            help=(
+                "How test rows are held out: random (stratified, default), time:COLUMN "
+                "(train on earlier rows, test on the latest) or group:COLUMN (whole groups, "
+                "e.g. stations, held out)."
+            ),
         )
         parser.add_argument("--name", default=None, help="Model name (FLOODSITE_MODEL_NAME).")
         parser.add_argument("--rows", type=int, default=60_000, help="Synthetic rows.")
@@ -53,6 +75,9 @@ class Command(BaseCommand):
             # The default model of a fresh installation goes straight to production.
             promote = not ModelVersion.objects.filter(name=name, stage=Stage.PRODUCTION).exists()
         features = [f.strip() for f in opts["features"].split(",")] if opts["features"] else None
+        exclude = (
+            [c.strip() for c in opts["exclude"].split(",") if c.strip()] if opts["exclude"] else []
+        )
 
         def progress(message: str) -> None:
             if opts["verbosity"] >= 1:
@@ -66,6 +91,8 @@ class Command(BaseCommand):
                 features=features,
                 algorithm=opts["algorithm"],
                 blank_target=opts["blank_target"],
+                exclude=exclude,
+                split=opts["split"],
                 synthetic_rows=opts["rows"],
                 seed=opts["seed"],
                 fmt=opts["format"],
@@ -76,6 +103,8 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             fields = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
             raise CommandError(exc.message + (f" ({fields})" if fields else "")) from exc
+        for line in describe_evaluation(mv.manifest["metrics"], mv.manifest.get("evaluation", {})):
+            self.stdout.write(f"  {line}")
         backend = "onnx" if mv.onnx_artifact else "scikit-learn"
         self.stdout.write(
             self.style.SUCCESS(

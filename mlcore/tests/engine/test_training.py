@@ -102,14 +102,20 @@ def test_id_columns_are_dropped_with_a_note(tmp_path) -> None:
     assert any("'row'" in line for line in data.report)
 
 
-def test_explicitly_requested_id_column_is_refused(tmp_path) -> None:
+def test_explicitly_requested_id_column_is_used_with_a_warning(tmp_path) -> None:
     lines = [f"{i},{i * 0.5},{'yes' if i % 3 else 'no'}" for i in range(40)]
     path = write(tmp_path, "station_id,rain,flooded\n" + "\n".join(lines) + "\n")
 
-    with pytest.raises(DataError, match="identifier") as caught:
-        training.load_training_csv(path, target="flooded", features=["station_id", "rain"])
+    data = training.load_training_csv(path, target="flooded", features=["station_id", "rain"])
 
-    assert caught.value.fields == {"station_id": "identifier column"}
+    # --features wins, but never silently.
+    assert data.features == ["station_id", "rain"]
+    assert data.warnings == [
+        "--features includes 'station_id', which looks like an id column (its name marks it "
+        "as an identifier); it is used because you asked for it"
+    ]
+    role = next(role for role in data.column_roles if role.name == "station_id")
+    assert (role.role, role.detected) == ("feature", "id")
 
 
 def test_text_in_a_numeric_column_is_refused_naming_it(tmp_path) -> None:
@@ -349,3 +355,162 @@ def test_the_default_model_manifest_carries_the_hard_limits(trained) -> None:
         features["soil_moisture_pct"]["hard_minimum"],
         features["soil_moisture_pct"]["hard_maximum"],
     ) == (0.0, 100.0)
+
+
+# --- Field records: label policy, column roles, honest evaluation (issue 18) ---------------
+
+
+@pytest.fixture(scope="module")
+def field_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("field") / "stations.csv"
+    synthetic.write_field_records_csv(path, stations=8, years=20, seed=1)
+    return path
+
+
+def test_blank_labels_read_as_no_keep_every_row_and_count_the_classes(field_csv) -> None:
+    meant = synthetic.generate_field_records(stations=8, years=20, seed=1)
+    floods = int((meant[synthetic.FIELD_TARGET] == "YES").sum())
+
+    data = training.load_training_csv(field_csv, target="Flood?", blank_target="no")
+
+    policy = data.label_policy
+    assert len(data.frame) == len(meant) == policy["after"]["rows"]
+    assert policy["blank_target"] == "no"
+    assert policy["before"]["flood"] == floods == policy["after"]["flood"]
+    assert policy["before"]["blank"] == int((meant[synthetic.FIELD_TARGET] == "").sum())
+    assert policy["after"]["no_flood"] == len(meant) - floods
+    assert data.frame["Flood?"].sum() == floods
+    # Most of the labelled rows are floods; read as no, the blanks bring the share down a lot.
+    assert any("moves the flood share" in warning for warning in data.warnings)
+
+
+def test_dropping_blank_labels_warns_that_the_month_alone_separates_what_is_left(
+    field_csv,
+) -> None:
+    data = training.load_training_csv(field_csv, target="Flood?", blank_target="drop")
+
+    assert "dropped" in data.report[0] and data.label_policy["after"]["rows"] < 0.4 * 1920
+    assert any("removed" in warning and "rows" in warning for warning in data.warnings)
+    assert "month" in data.label_policy["separating_columns"]
+    assert any("'month' alone separates" in warning for warning in data.warnings)
+
+
+def test_blank_labels_are_refused_with_the_choices_named(field_csv) -> None:
+    with pytest.raises(DataError, match="--blank-target no") as caught:
+        training.load_training_csv(field_csv, target="Flood?", blank_target="refuse")
+    assert set(caught.value.fields) == {"Flood?"}
+
+    data = training.load_training_csv(field_csv, target="Flood?", blank_target="yes")
+    assert data.label_policy["after"]["flood"] > 0.7 * len(data.frame)
+
+
+def test_every_column_gets_a_role_and_ids_are_never_features(field_csv) -> None:
+    data = training.load_training_csv(
+        field_csv, target="Flood?", blank_target="no", exclude=["temperature_c"]
+    )
+
+    roles = {role.name: role.role for role in data.column_roles}
+    assert roles == {
+        "record_no": "id",
+        "station": "group",
+        "station_no": "id",
+        "easting": "id",
+        "northing": "id",
+        "year": "time",
+        "month": "feature",
+        "period": "time",
+        "rain_mm": "feature",
+        "max_day_rain_mm": "feature",
+        "soil_moisture_pct": "feature",
+        "river_level_m": "feature",
+        "temperature_c": "ignored",
+        "Flood?": "label",
+    }
+    assert data.features == [
+        "month",
+        "rain_mm",
+        "max_day_rain_mm",
+        "soil_moisture_pct",
+        "river_level_m",
+    ]
+    assert all(role.why for role in data.column_roles)
+
+
+def test_a_counter_with_gaps_is_an_id_whatever_its_name(tmp_path) -> None:
+    frame = synthetic.generate_field_records(stations=3, years=4, coordinates=False)
+    frame = frame.rename(columns={"record_no": "ref", "station_no": "gauge"})
+    frame = frame[frame["Flood?"] != ""]  # dropping rows leaves gaps in the serial
+    path = tmp_path / "f.csv"
+    frame.to_csv(path, index=False)
+
+    data = training.load_training_csv(path, target="Flood?", features=["ref", "rain_mm"])
+
+    assert data.features == ["ref", "rain_mm"]
+    assert any("'ref'" in warning and "an id column" in warning for warning in data.warnings)
+
+
+def test_time_split_tests_on_the_latest_years_and_group_split_on_unseen_stations(
+    field_csv,
+) -> None:
+    data = training.load_training_csv(field_csv, target="Flood?", blank_target="no")
+
+    by_time = training.train_model(data, algorithm="logistic", split="time:year")
+    split = by_time.manifest.evaluation["split"]
+    assert split["kind"] == "time" and split["test_from"] == 1997
+    assert split["train_until"] == 1996
+    assert by_time.manifest.evaluation["test_counts"]["rows"] == 8 * 4 * 12
+
+    by_group = training.train_model(data, algorithm="logistic", split="group:station")
+    split = by_group.manifest.evaluation["split"]
+    assert split["kind"] == "group" and split["groups"] == 8
+    held = set(split["test_groups"])
+    assert 1 <= len(held) < 8
+    assert by_group.manifest.evaluation["test_counts"]["rows"] == len(held) * 20 * 12
+    assert "groups" in by_group.manifest.evaluation["intervals"]["method"]
+
+    with pytest.raises(DataError, match="split column 'decade' not found"):
+        training.train_model(data, split="time:decade")
+    with pytest.raises(DataError, match="random, time:COLUMN or group:COLUMN"):
+        training.train_model(data, split="station")
+
+
+def test_metrics_come_with_intervals_that_hold_them(field_csv) -> None:
+    data = training.load_training_csv(field_csv, target="Flood?", blank_target="no")
+
+    model = training.train_model(data, algorithm="logistic")
+
+    metrics, intervals = model.manifest.metrics, model.manifest.evaluation["intervals"]
+    low, high = intervals["roc_auc"]
+    assert low <= metrics["roc_auc"] <= high and high - low < 0.2
+    low, high = intervals["brier"]
+    assert low <= metrics["brier"] <= high
+    assert set(intervals["recall_at_band"]) == set(metrics["recall_at_band"])
+    assert model.manifest.evaluation["leakage"]["passed"]
+    json.dumps(model.manifest.to_dict(), allow_nan=False)
+
+
+def test_a_label_that_is_a_threshold_on_one_column_is_flagged(tmp_path) -> None:
+    path = tmp_path / "threshold.csv"
+    synthetic.write_field_records_csv(path, stations=6, years=15, label="threshold")
+    data = training.load_training_csv(path, target="Flood?", blank_target="no")
+
+    model = training.train_model(data, algorithm="logistic")
+
+    leakage = model.manifest.evaluation["leakage"]
+    assert not leakage["passed"]
+    assert leakage["separating_columns"]["river_level_m"] == 1.0
+    assert any(
+        "'river_level_m' alone separates" in w for w in model.manifest.evaluation["warnings"]
+    )
+
+
+def test_a_model_with_a_handful_of_outputs_and_a_tiny_test_set_are_warned_about(tmp_path) -> None:
+    lines = [f"{i % 2},{(i * 7) % 11},{'yes' if i % 2 else 'no'}" for i in range(118)]
+    path = write(tmp_path, "gate_open,soil,flooded\n" + "\n".join(lines) + "\n")
+    data = training.load_training_csv(path, target="flooded")
+
+    model = training.train_model(data)
+
+    warnings = model.manifest.evaluation["warnings"]
+    assert any("the test set holds only 24 rows" in warning for warning in warnings)
+    assert any("distinct value(s)" in warning for warning in warnings)
