@@ -19,8 +19,9 @@ from django.db.models import Max
 from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
-from mlcore.engine import artifacts, evaluation, onnx_export, synthetic, training
+from mlcore.engine import artifacts, drift, evaluation, onnx_export, synthetic, training
 from mlcore.engine.errors import EngineError
+from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import Manifest
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
 from mlcore.selectors import LoadedModel, model_version_load, predictor_cache_clear
@@ -56,6 +57,7 @@ def model_version_register(
     pipeline: Any,
     manifest: Manifest,
     x_check: np.ndarray,
+    x_reference: np.ndarray | None = None,
     fmt: str = ArtifactFormat.JOBLIB,
     created_by: Any = None,
     notes: str = "",
@@ -65,6 +67,8 @@ def model_version_register(
     """Store a trained pipeline as the next version of ``manifest.name``.
 
     ``x_check`` is held-out data used for the ONNX parity check that decides the fast path.
+    ``x_reference`` (default ``x_check``) is held-out data scored by the backend that will
+    serve, for the drift reference of predicted probabilities.
     The version is a candidate unless ``promote`` is set.
     """
     if fmt not in ArtifactFormat.values:
@@ -78,6 +82,11 @@ def model_version_register(
 
     onnx_bytes, onnx_report = _onnx_for(pipeline, manifest, x_check)
     manifest.onnx = onnx_report
+    served = Predictor(pipeline, manifest, onnx_bytes=onnx_bytes)
+    rows = x_check if x_reference is None else x_reference
+    entry = drift.serving_probability_stats(served.predict_proba, rows, backend=served.backend)
+    if entry is not None:
+        manifest.reference[drift.PROBABILITY_KEY] = entry
 
     written: list[Path] = []
     try:
@@ -636,6 +645,7 @@ def model_version_train(
         pipeline=trained.pipeline,
         manifest=trained.manifest,
         x_check=trained.x_test[:2000],
+        x_reference=trained.x_test,
         fmt=fmt,
         created_by=created_by,
         notes=notes or f"trained from {source}",

@@ -43,6 +43,7 @@ def prediction_csv_lines(
             "label",
             "risk_band",
             "top_factor",
+            "baseline_log_odds",
             "out_of_range",
             "observed_flooded",
             "observed_at",
@@ -51,7 +52,12 @@ def prediction_csv_lines(
     )
     for p in predictions:
         outcome = getattr(p, "outcome", None)
-        top = p.explanation[0]["feature"] if p.explanation else ""
+        # Only an exact explanation (a dict with its baseline) is exported; rows scored without
+        # one, and rows from before explanations added up (a list), leave both cells blank.
+        explained = p.explanation if isinstance(p.explanation, dict) else {}
+        factors = explained.get("factors") or []
+        top = factors[0]["feature"] if factors else ""
+        baseline = explained.get("baseline")
         row = [
             str(p.id),
             p.created_at.isoformat(),
@@ -63,6 +69,7 @@ def prediction_csv_lines(
             p.label,
             p.risk_band,
             top,
+            "" if baseline is None else f"{baseline:.6f}",
             " ".join(p.out_of_range),
             "" if outcome is None else ("yes" if outcome.flooded else "no"),
             "" if outcome is None else outcome.observed_at.isoformat(),

@@ -17,6 +17,7 @@ from django_filters.fields import IsoDateTimeField
 
 from floodsite.exceptions import ApplicationError
 from mlcore.models import ModelVersion
+from mlcore.selectors import loaded_model_get
 from predictions.models import BatchJob, Prediction, Source
 
 VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
@@ -127,6 +128,28 @@ def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
     if prediction is None:
         raise ApplicationError("No such prediction.", code="not_found", status_code=404)
     return prediction
+
+
+def prediction_explanation(*, prediction: Prediction) -> dict[str, Any]:
+    """The row's exact explanation, ``{"baseline": log-odds, "factors": [...]}``, or {}.
+
+    Stored when the prediction asked for one (the web form, the API with ``explain=1``).
+    Otherwise (API calls without it, what-if answers, rows from before explanations added up)
+    it is computed now, from the stored inputs, by the version that answered: the same
+    numbers it would have stored. {} when that version cannot be loaded or has no explanation.
+    """
+    stored = prediction.explanation
+    if isinstance(stored, dict) and stored.get("baseline") is not None:
+        return stored
+    try:
+        loaded = loaded_model_get(model_version=prediction.model_version)
+    except ApplicationError:
+        return {}
+    names = loaded.manifest.feature_names
+    if not all(name in prediction.inputs for name in names):
+        return {}
+    values = np.array([float(prediction.inputs[name]) for name in names], dtype=np.float64)
+    return loaded.predictor.predict_one(values).explanation_dict()
 
 
 def prediction_band_counts(*, user: Any, since: datetime) -> dict[str, int]:

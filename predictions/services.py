@@ -94,7 +94,7 @@ def _row(
             "probability": scored.probability,
             "label": scored.label,
             "risk_band": scored.risk_band,
-            "explanation": [factor.to_dict() for factor in scored.factors],
+            "explanation": scored.explanation_dict(),
             "out_of_range": scored.out_of_range,
             "latency_ms": latency_ms,
             "request_id": request_id[:128],
@@ -149,8 +149,14 @@ def prediction_create(
     request_id: str = "",
     client_ip: str | None = None,
     guard: InsertGuard | None = None,
+    explain: bool = False,
 ) -> Prediction:
     """Validate one set of inputs, score it and log the audit row.
+
+    With ``explain`` the row also stores the exact explanation (the baseline and every
+    input's contribution). It costs far more than the prediction (tree models walk every leaf),
+    so only the web form and the API on request ask for it; a page showing a row without one
+    computes it then (``prediction_explanation``).
 
     The canary answers the users in its share (sticky per user), production everyone else;
     the row names the version that answered. A shadow, when set, scores the same values and
@@ -170,7 +176,7 @@ def prediction_create(
             fields={f"inputs.{name}": reason for name, reason in exc.fields.items()},
             code="invalid_input",
         ) from exc
-    scored = loaded.predictor.predict_one(values)
+    scored = loaded.predictor.predict_one(values, explain=explain)
     latency_ms = (time.perf_counter() - started) * 1000
     shadow_id, shadow, shadow_error = _shadow_scores(serving, loaded, values)
     row = _row(
@@ -226,8 +232,12 @@ def prediction_create_many(
     instances: Sequence[Mapping[str, Any]],
     request_id: str = "",
     client_ip: str | None = None,
+    explain: bool = False,
 ) -> list[Prediction]:
-    """Validate up to API_MAX_INSTANCES rows; all valid, or a 400 naming every bad cell."""
+    """Validate up to API_MAX_INSTANCES rows; all valid, or a 400 naming every bad cell.
+
+    ``explain`` stores each row's exact explanation, as prediction_create does.
+    """
     started = time.perf_counter()
     limit = settings.API_MAX_INSTANCES
     if not instances:
@@ -252,7 +262,7 @@ def prediction_create_many(
             fields=fields,
             code="invalid_input",
         )
-    scored = loaded.predictor.predict_many(checked.matrix)
+    scored = loaded.predictor.predict_many(checked.matrix, explain=explain)
     latency_ms = (time.perf_counter() - started) * 1000 / len(instances)
     shadow_id, shadow, shadow_error = _shadow_scores(serving, loaded, checked.matrix)
     now = timezone.now()

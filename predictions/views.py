@@ -43,6 +43,7 @@ from predictions.selectors import (
     batch_list,
     batch_progress,
     prediction_band_counts,
+    prediction_explanation,
     prediction_get,
     prediction_list,
     user_sees_everything,
@@ -56,6 +57,8 @@ from predictions.services import (
 )
 
 HISTORY_PAGE_SIZE = 25
+# Factors drawn one per line on the result page; the rest share one line.
+SHOWN_FACTORS = 5
 
 
 def _no_model_page(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
@@ -137,6 +140,7 @@ def predict(request: HttpRequest) -> HttpResponse:
                                 inputs=inputs,
                                 request_id=getattr(request, "request_id", ""),
                                 client_ip=client_ip(request),
+                                explain=True,
                             ).id
                         )
                     },
@@ -158,7 +162,9 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
     manifest = Manifest.from_dict(prediction.model_version.manifest)
     band = next((b for b in manifest.risk_bands if b.name == prediction.risk_band), None)
     specs = {spec.name: spec for spec in manifest.features}
-    largest = max((abs(f["contribution"]) for f in prediction.explanation), default=0) or 1
+    explanation = prediction_explanation(prediction=prediction)
+    shown = explanation.get("factors", [])
+    largest = max((abs(f["points"]) for f in shown), default=0) or 1
     factors = [
         {
             **factor,
@@ -166,11 +172,15 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
             if factor["feature"] in specs
             else factor["feature"],
             "unit": specs[factor["feature"]].unit if factor["feature"] in specs else "",
-            "percent": round(100 * abs(factor["contribution"]) / largest, 1),
-            "points": round(100 * factor["contribution"], 1),
+            "percent": round(100 * abs(factor["points"]) / largest, 1),
+            "points": round(100 * factor["points"], 1),
         }
-        for factor in prediction.explanation
+        for factor in shown[:SHOWN_FACTORS]
     ]
+    # The smaller factors together, so the lines on the page add up to the answer.
+    rest = shown[SHOWN_FACTORS:]
+    rest_points = sum(factor["points"] for factor in rest)
+    baseline = explanation.get("baseline")
     inputs = [
         {
             "name": spec.name,
@@ -187,6 +197,13 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
         "percent": round(100 * prediction.probability, 1),
         "band": band,
         "factors": factors,
+        "other_factors": len(rest),
+        "other_points": round(100 * rest_points, 1),
+        "other_direction": "raises" if rest_points > 0 else "lowers",
+        "baseline_log_odds": baseline,
+        "baseline_percent": None
+        if baseline is None
+        else round(100 * explanation["baseline_probability"], 1),
         "inputs": inputs,
         "manifest": manifest,
     }

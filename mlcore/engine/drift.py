@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,27 @@ def reference_stats(
 def probability_stats(probabilities: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
     """Reference entry for predicted probabilities, to spot shifts in what the model outputs."""
     return _entry(np.asarray(probabilities, dtype=np.float64).ravel(), bins)
+
+
+def serving_probability_stats(
+    score: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *, backend: str
+) -> dict[str, Any] | None:
+    """Reference entry for P(flood) as the serving backend computes it; None without rows.
+
+    Monitoring compares the probabilities serving returned with this entry, so it must come
+    from the same backend: ONNX computes in float32, and on a model whose outputs pile up on
+    a few values a float64 reference shifts every one of them and reads as drift. Rows serving
+    would refuse (a missing value) are left out, as serving never scores them.
+    """
+    rows = np.asarray(X, dtype=np.float64)
+    if rows.ndim != 2:
+        return None
+    rows = rows[np.isfinite(rows).all(axis=1)]
+    if rows.shape[0] == 0:
+        return None
+    entry = probability_stats(score(rows))
+    entry["backend"] = backend
+    return entry
 
 
 def psi(reference_entry: Mapping[str, Any], values: np.ndarray) -> float | None:

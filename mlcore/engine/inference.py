@@ -10,23 +10,30 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from mlcore.engine.errors import SchemaError
+from mlcore.engine.explanation import Explainer, explainer_for, sigmoid
 from mlcore.engine.onnx_export import OnnxSession
 from mlcore.engine.schema import Manifest
 
-# Explaining a row scores n_features + 1 copies of it; 2,000 rows of 16 features is about
-# 34,000 scored rows (a few MB) per call, which keeps memory flat for any batch size.
+# Explanations are computed (see explanation.TREE_CHUNK_ROWS for their own chunks) and turned
+# into per-row objects this many rows at a time.
 EXPLAIN_CHUNK_ROWS = 2_000
 SCORE_CHUNK_ROWS = 50_000
 
 
 @dataclass
 class Factor:
-    """How much one input moved the probability compared with its typical (median) value."""
+    """One input's exact share of the gap between the answer and the model's baseline.
+
+    ``contribution`` is on the log-odds scale (the shares and the baseline add up to the
+    answer's log-odds); ``points`` is the probability view: the change in probability as the
+    factors are added in order of size, from the baseline's probability to the answer.
+    """
 
     feature: str
     value: float
     contribution: float
     direction: str
+    points: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies and costs more than the explanation itself.
@@ -34,6 +41,7 @@ class Factor:
             "feature": self.feature,
             "value": self.value,
             "contribution": self.contribution,
+            "points": self.points,
             "direction": self.direction,
         }
 
@@ -47,6 +55,18 @@ class Prediction:
     risk_band: str
     out_of_range: list[str] = field(default_factory=list)
     factors: list[Factor] = field(default_factory=list)
+    # The model's expected log-odds over its training data; None when not explained.
+    baseline: float | None = None
+
+    def explanation_dict(self) -> dict[str, Any]:
+        """What the audit row stores: the baseline and every factor, or {} when not explained."""
+        if self.baseline is None:
+            return {}
+        return {
+            "baseline": self.baseline,
+            "baseline_probability": float(sigmoid(self.baseline)),
+            "factors": [factor.to_dict() for factor in self.factors],
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,15 +75,16 @@ class Prediction:
             "risk_band": self.risk_band,
             "out_of_range": list(self.out_of_range),
             "factors": [factor.to_dict() for factor in self.factors],
+            "baseline": self.baseline,
         }
 
 
 class Predictor:
     """Scores rows already in schema order (see schema.validate_inputs) with one model version.
 
-    Everything that does not depend on the request (medians, ranges, band thresholds, the
-    index pattern used for explanations) is computed once here, so a single prediction is
-    little more than one backend call.
+    Everything that does not depend on the request (ranges, band thresholds) is computed once
+    here, so a single prediction is little more than one backend call; the explainer is built
+    the first time an explanation is asked for.
     """
 
     def __init__(
@@ -79,22 +100,21 @@ class Predictor:
         specs = manifest.features
         self._minimum = np.array([spec.minimum for spec in specs], dtype=np.float64)
         self._maximum = np.array([spec.maximum for spec in specs], dtype=np.float64)
-        self._medians = np.array(
-            [self._median(spec.name, spec.default) for spec in specs], dtype=np.float64
-        )
         self._band_lowers = [float(band.lower) for band in manifest.risk_bands]
         self._band_names = [band.name for band in manifest.risk_bands]
         self._negative, self._positive = manifest.class_labels
-        # Row 0 of an explanation block is the input itself; row j + 1 has feature j swapped
-        # for its median. Flat positions let one assignment do every swap of every row.
-        n = self.n_features
-        self._swap_positions = np.arange(1, n + 1) * n + np.arange(n)
+        self._explainer_built = False
+        self._explainer_value: Explainer | None = None
 
-    def _median(self, name: str, fallback: float) -> float:
-        entry = self.manifest.reference.get(name)
-        if isinstance(entry, dict) and entry.get("median") is not None:
-            return float(entry["median"])
-        return float(fallback)
+    @property
+    def explainer(self) -> Explainer | None:
+        """The model's Explainer, built on first use: serving without explanations never pays."""
+        if not self._explainer_built:
+            self._explainer_value = explainer_for(
+                self.pipeline, self.n_features, feature_names=self.feature_names
+            )
+            self._explainer_built = True
+        return self._explainer_value
 
     def _as_matrix(self, X: np.ndarray) -> np.ndarray:
         matrix = np.asarray(X, dtype=np.float64)
@@ -135,63 +155,76 @@ class Predictor:
             ]
         )
 
-    def _explain_block(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and per-feature contributions (actual minus median-substituted)."""
-        rows, n = matrix.shape
-        block = np.empty((rows, n + 1, n), dtype=np.float64)
-        block[:] = matrix[:, None, :]
-        block.reshape(rows, (n + 1) * n)[:, self._swap_positions] = self._medians
-        scores = self._score(block.reshape(rows * (n + 1), n)).reshape(rows, n + 1)
-        probability = scores[:, 0]
-        return probability, probability[:, None] - scores[:, 1:]
-
     def _assemble(
         self,
         values: np.ndarray,
         probability: float,
         contributions: np.ndarray | None,
-        top_k: int,
+        top_k: int | None,
     ) -> Prediction:
         band = bisect.bisect_right(self._band_lowers, probability) - 1
         outside = np.flatnonzero((values < self._minimum) | (values > self._maximum)).tolist()
         factors: list[Factor] = []
-        if contributions is not None and top_k > 0:
+        baseline = None
+        explainer = self._explainer_value
+        if contributions is not None and explainer is not None:
+            baseline = explainer.baseline
             # Plain Python numbers from here: indexing numpy arrays one element at a time
             # makes a numpy scalar per access.
             order = np.argsort(-np.abs(contributions), kind="stable")[:top_k].tolist()
             changes = contributions.tolist()
             inputs = values.tolist()
+            running = baseline
+            before = float(sigmoid(running))
             for j in order:
                 change = changes[j]
                 if change == 0.0:
                     # Sorted by size, so every remaining feature made no difference either.
                     break
+                running += change
+                after = float(sigmoid(running))
                 factors.append(
                     Factor(
                         feature=self.feature_names[j],
                         value=inputs[j],
                         contribution=change,
                         direction="raises" if change > 0 else "lowers",
+                        points=after - before,
                     )
                 )
+                before = after
         return Prediction(
             probability=float(probability),
             label=self._positive if probability >= 0.5 else self._negative,
             risk_band=self._band_names[max(band, 0)],
             out_of_range=[self.feature_names[j] for j in outside],
             factors=factors,
+            baseline=baseline,
         )
 
-    def predict_one(self, values: np.ndarray, *, top_k: int = 5) -> Prediction:
-        """Score and explain one row of values in schema order."""
+    def _contributions(self, matrix: np.ndarray) -> np.ndarray | None:
+        explainer = self.explainer
+        return None if explainer is None else explainer.contributions(matrix)
+
+    def predict_one(
+        self, values: np.ndarray, *, explain: bool = True, top_k: int | None = None
+    ) -> Prediction:
+        """Score one row of values in schema order, with its exact explanation when asked.
+
+        ``top_k`` keeps only the largest factors; without it every factor is kept, so the
+        factors and the baseline add up to the answer.
+        """
         matrix = self._as_matrix(values)
         if matrix.shape[0] != 1:
             raise SchemaError("predict_one takes exactly one row", fields={"inputs": "many rows"})
-        probability, contributions = self._explain_block(matrix)
-        return self._assemble(matrix[0], probability[0], contributions[0], top_k)
+        probability = self._score(matrix)
+        contributions = self._contributions(matrix) if explain else None
+        return self._assemble(
+            matrix[0], probability[0], None if contributions is None else contributions[0], top_k
+        )
 
     def predict_many(
-        self, X: np.ndarray, *, explain: bool = True, top_k: int = 5
+        self, X: np.ndarray, *, explain: bool = True, top_k: int | None = None
     ) -> list[Prediction]:
         """Score (and optionally explain) many rows; results are identical to predict_one."""
         matrix = self._as_matrix(X)
@@ -203,9 +236,15 @@ class Predictor:
             ]
         for start in range(0, matrix.shape[0], EXPLAIN_CHUNK_ROWS):
             chunk = matrix[start : start + EXPLAIN_CHUNK_ROWS]
-            probability, contributions = self._explain_block(chunk)
+            probability = self.predict_proba(chunk)
+            contributions = self._contributions(chunk)
             results.extend(
-                self._assemble(chunk[i], probability[i], contributions[i], top_k)
+                self._assemble(
+                    chunk[i],
+                    probability[i],
+                    None if contributions is None else contributions[i],
+                    top_k,
+                )
                 for i in range(chunk.shape[0])
             )
         return results

@@ -11,11 +11,12 @@ predict, so a revoked token or role writes nothing and is refused by the DRF vie
 
 Anything out of the ordinary returns ``None`` before any side effect, and the DRF view then
 handles the request as usual: no or another Authorization scheme, a bad or expired token, a
-denied throttle, an Idempotency-Key, ``instances``, another content type, an Accept header
-that JSON does not satisfy, a body that is not a plain ``{"inputs": {...}}`` object, or a
-database error (nothing was written; the view answers the outage); and, after scoring, an
-INSERT its guard refused. So every error response keeps coming from one place, and only a
-valid-looking request with a working token of a user allowed to predict takes this path.
+denied throttle, an Idempotency-Key, a query string (``?explain=1``), ``instances``, another
+content type, an Accept header that JSON does not satisfy, a body that is not a plain
+``{"inputs": {...}}`` object, or a database error (nothing was written; the view answers the
+outage); and, after scoring, an INSERT its guard refused. So every error response keeps
+coming from one place, and only a valid-looking request with a working token of a user
+allowed to predict takes this path.
 
 ``FastPathMiddleware``, first in MIDDLEWARE, calls it before any other middleware and before
 URL resolution, and only for a request the site would serve: a Host outside ALLOWED_HOSTS, a
@@ -101,6 +102,8 @@ def handle(request: HttpRequest) -> HttpResponse | None:
     if (
         not header.startswith("Token ")
         or "HTTP_IDEMPOTENCY_KEY" in meta
+        # A query string (``?explain=1``) asks for more than the common case.
+        or meta.get("QUERY_STRING")
         or meta.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES
         or meta.get("HTTP_ACCEPT", "") not in _ACCEPTS_JSON
     ):

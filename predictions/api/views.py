@@ -19,7 +19,12 @@ from rest_framework.views import APIView
 from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
 from floodsite.rest import Pagination, StrictSerializer, client_ip
 from predictions.models import Outcome, Prediction, Source
-from predictions.selectors import PredictionFilter, prediction_get, prediction_list
+from predictions.selectors import (
+    PredictionFilter,
+    prediction_explanation,
+    prediction_get,
+    prediction_list,
+)
 from predictions.services import (
     idempotent_call,
     outcome_create,
@@ -39,11 +44,36 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
+EXPLAIN_PARAMETER = OpenApiParameter(
+    "explain",
+    bool,
+    description="Also compute the exact explanation: `baseline` and every input's `factors` "
+    "(exact TreeSHAP for tree models, linear terms for logistic regression). Off by default "
+    "because it costs far more than the prediction itself (tree models walk every leaf); "
+    "without it `factors` is empty and `baseline` is null, unless the row already stores one.",
+)
+
+
 class FactorOut(serializers.Serializer):
     feature = serializers.CharField()
     value = serializers.FloatField()
-    contribution = serializers.FloatField(help_text="Change in probability against the median.")
+    contribution = serializers.FloatField(
+        help_text="This input's exact share of the answer on the log-odds scale: "
+        "baseline.log_odds + the sum of every factor's contribution = logit(probability)."
+    )
+    points = serializers.FloatField(
+        help_text="Probability view: the change in probability (0-1) as the factors are added "
+        "in the order listed, from baseline.probability; they add up to the probability."
+    )
     direction = serializers.ChoiceField(choices=["raises", "lowers"])
+
+
+class BaselineOut(serializers.Serializer):
+    log_odds = serializers.FloatField(
+        help_text="The model's expected log-odds over its training data (for a random forest, "
+        "the log-odds of its expected probability)."
+    )
+    probability = serializers.FloatField(help_text="The baseline as a probability.")
 
 
 class ModelRefOut(serializers.Serializer):
@@ -68,7 +98,14 @@ class PredictionOut(serializers.Serializer):
     probability = serializers.FloatField(min_value=0, max_value=1)
     label = serializers.CharField()
     risk_band = serializers.CharField()
-    factors = FactorOut(many=True)
+    factors = FactorOut(
+        many=True,
+        help_text="Every input that moved the answer, largest first; empty when not explained "
+        "(see the explain parameter).",
+    )
+    baseline = BaselineOut(
+        allow_null=True, help_text="Where the factors start; null when not explained."
+    )
     out_of_range = serializers.ListField(child=serializers.CharField())
     inputs = serializers.DictField(child=serializers.FloatField())
     latency_ms = serializers.FloatField()
@@ -90,9 +127,21 @@ def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def prediction_to_dict(prediction: Prediction, *, outcome: bool = True) -> dict[str, Any]:
-    """The API's view of an audit row (PredictionOut), built without serializer overhead."""
+def prediction_to_dict(
+    prediction: Prediction,
+    *,
+    outcome: bool = True,
+    explanation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The API's view of an audit row (PredictionOut), built without serializer overhead.
+
+    ``explanation`` overrides what the row stores (an explanation computed on request).
+    """
     recorded = getattr(prediction, "outcome", None) if outcome else None
+    explained = prediction.explanation if explanation is None else explanation
+    # A list is a row from before explanations added up (median swaps): not shown as one.
+    if not isinstance(explained, dict) or explained.get("baseline") is None:
+        explained = {}
     return {
         "id": str(prediction.id),
         "created_at": prediction.created_at.isoformat(),
@@ -105,7 +154,13 @@ def prediction_to_dict(prediction: Prediction, *, outcome: bool = True) -> dict[
         "probability": prediction.probability,
         "label": prediction.label,
         "risk_band": prediction.risk_band,
-        "factors": prediction.explanation,
+        "factors": explained.get("factors", []),
+        "baseline": {
+            "log_odds": explained["baseline"],
+            "probability": explained["baseline_probability"],
+        }
+        if explained
+        else None,
         "out_of_range": prediction.out_of_range,
         "inputs": prediction.inputs,
         "latency_ms": round(prediction.latency_ms, 3),
@@ -115,6 +170,11 @@ def prediction_to_dict(prediction: Prediction, *, outcome: bool = True) -> dict[
 
 def idempotency_key(request: Request) -> str | None:
     return request.headers.get("Idempotency-Key")
+
+
+def wants_explanation(request: Request) -> bool:
+    """``?explain=1`` (or true/yes/on)."""
+    return request.query_params.get("explain", "").lower() in {"1", "true", "yes", "on"}
 
 
 class PredictionCollectionApi(APIView):
@@ -148,7 +208,7 @@ class PredictionCollectionApi(APIView):
     @extend_schema(
         operation_id="predictions_create",
         request=PredictionCreateInput,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, EXPLAIN_PARAMETER],
         responses={
             201: PolymorphicProxySerializer(
                 component_name="PredictionCreated",
@@ -166,6 +226,7 @@ class PredictionCollectionApi(APIView):
             "source": Source.API,
             "request_id": getattr(request, "request_id", ""),
             "client_ip": client_ip(request),
+            "explain": wants_explanation(request),
         }
 
         def perform() -> tuple[int, dict[str, Any]]:
@@ -182,7 +243,7 @@ class PredictionCollectionApi(APIView):
             user=request.user,
             key=idempotency_key(request),
             fingerprint=lambda: request_fingerprint(
-                method="POST", path=request.path, body=request.data
+                method="POST", path=request.get_full_path(), body=request.data
             ),
             perform=perform,
         )
@@ -225,10 +286,17 @@ class PredictionDetailApi(APIView):
     throttle_scope = "read"
     required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
-    @extend_schema(operation_id="predictions_retrieve", responses={200: PredictionOut})
+    @extend_schema(
+        operation_id="predictions_retrieve",
+        parameters=[EXPLAIN_PARAMETER],
+        responses={200: PredictionOut},
+    )
     def get(self, request: Request, prediction_id: str) -> Response:
         prediction = prediction_get(user=request.user, prediction_id=prediction_id)
-        return Response(prediction_to_dict(prediction))
+        explanation = (
+            prediction_explanation(prediction=prediction) if wants_explanation(request) else None
+        )
+        return Response(prediction_to_dict(prediction, explanation=explanation))
 
 
 class OutcomeCreateApi(APIView):

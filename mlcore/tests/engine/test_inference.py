@@ -9,6 +9,7 @@ import pytest
 
 from mlcore.engine import inference, synthetic
 from mlcore.engine.errors import SchemaError
+from mlcore.engine.explanation import sigmoid
 from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import Manifest, validate_inputs
 
@@ -83,14 +84,14 @@ def test_factors_are_ranked_by_size_and_signed_consistently(predictor, trained) 
         assert factor.value == trained.x_test[5, column]
 
 
-def test_a_typical_site_has_nothing_to_explain_for_typical_features(predictor, trained) -> None:
-    medians = np.array(
-        [trained.manifest.reference[name]["median"] for name in trained.manifest.feature_names]
-    )
+def test_factors_and_baseline_add_up_to_the_answer(predictor, trained) -> None:
+    # Replaces median swaps, whose changes did not add up to anything: every factor is kept,
+    # and baseline + contributions is the answer's log-odds.
+    for row in trained.x_test[:10]:
+        prediction = predictor.predict_one(row)
 
-    prediction = predictor.predict_one(medians)
-
-    assert prediction.factors == []
+        total = prediction.baseline + sum(f.contribution for f in prediction.factors)
+        assert float(sigmoid(total)) == pytest.approx(prediction.probability, abs=1e-5)
 
 
 def test_values_outside_the_documented_range_are_flagged(predictor, trained) -> None:
@@ -132,8 +133,21 @@ def test_prediction_serialises_to_json(predictor, trained) -> None:
     data = predictor.predict_one(trained.x_test[0]).to_dict()
 
     restored = json.loads(json.dumps(data, allow_nan=False))
-    assert set(restored) == {"probability", "label", "risk_band", "out_of_range", "factors"}
-    assert set(restored["factors"][0]) == {"feature", "value", "contribution", "direction"}
+    assert set(restored) == {
+        "probability",
+        "label",
+        "risk_band",
+        "out_of_range",
+        "factors",
+        "baseline",
+    }
+    assert set(restored["factors"][0]) == {
+        "feature",
+        "value",
+        "contribution",
+        "points",
+        "direction",
+    }
 
 
 def test_wrong_shapes_and_non_finite_values_are_refused(predictor) -> None:

@@ -1,0 +1,104 @@
+"""Drift measured like serving (issue 18 item 6): a registered version's reference statistics
+come from the backend that answers requests, so unshifted traffic reads as unshifted and a
+mostly-zero feature that shifts raises an alert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.conf import settings as django_settings
+
+from mlcore.engine import drift
+from mlcore.selectors import model_version_load
+from mlcore.services import model_version_train
+from predictions import monitoring
+from predictions.models import AlertKind, Source
+from predictions.services import prediction_create_many
+
+FEATURES = ["rain_mm", "month", "surge_m"]
+SURGE_ZERO_SHARE = 0.92
+
+
+def field_records(
+    n: int, *, seed: int, surge_zero_share: float = SURGE_ZERO_SHARE, surge_scale: float = 0.4
+) -> pd.DataFrame:
+    """Monthly station records: a label that is a threshold on rainfall (so the model's output
+    piles up on a few values) and a storm surge that is zero in most months."""
+    rng = np.random.default_rng(seed)
+    rain = rng.gamma(0.8, 30.0, n).round(1)
+    month = rng.integers(1, 13, n).astype(float)
+    surge = np.where(rng.random(n) < surge_zero_share, 0.0, rng.exponential(surge_scale, n))
+    return pd.DataFrame(
+        {"rain_mm": rain, "month": month, "surge_m": surge.round(2), "flooded": rain > 60}
+    ).astype({"flooded": int})
+
+
+@pytest.fixture
+def served(db, tmp_path):
+    """A records model trained from a CSV with train_model's service and promoted; it serves
+    through ONNX (parity holds)."""
+    path = tmp_path / "records.csv"
+    field_records(12_000, seed=1).to_csv(path, index=False)
+    mv = model_version_train(
+        name=django_settings.FLOODSITE_MODEL_NAME,
+        data_path=str(path),
+        target="flooded",
+        features=FEATURES,
+        promote=True,
+    )
+    assert mv.manifest["onnx"]["usable"], mv.manifest["onnx"]
+    return mv
+
+
+def send(user, frame: pd.DataFrame) -> None:
+    """Through the API's service, in calls of at most API_MAX_INSTANCES rows."""
+    rows = frame[FEATURES].to_dict("records")
+    step = django_settings.API_MAX_INSTANCES
+    for start in range(0, len(rows), step):
+        prediction_create_many(user=user, source=Source.API, instances=rows[start : start + step])
+
+
+def drift_now(mv):
+    result = monitoring.monitoring_evaluate(window_minutes=60)
+    block = result.metrics["drift"]
+    assert block["status"] == "ok" and block["model_version"] == str(mv), block
+    return block, [f for f in result.findings if f.kind == AlertKind.DRIFT]
+
+
+@pytest.mark.slow
+def test_unshifted_traffic_through_the_serving_path_shows_no_drift(served, analyst):
+    stored = served.manifest["reference"][drift.PROBABILITY_KEY]
+    assert model_version_load(model_version=served).backend == "onnx"
+    assert stored["backend"] == "onnx"
+    # Every held-out row of the 12,000 (a fifth), not only the parity-check subset.
+    assert stored["n"] > 2_000
+
+    send(analyst, field_records(2_000, seed=99))
+
+    block, findings = drift_now(served)
+
+    assert block["n"] == 2_000
+    probability = block["probability"]
+    assert probability["ks"] < 0.05, probability
+    assert probability["psi"] < 0.1, probability
+    for name in FEATURES:
+        assert block["features"][name]["psi"] < 0.1, (name, block["features"][name])
+    assert findings == []
+
+
+@pytest.mark.slow
+def test_mostly_zero_surge_that_shifts_raises_an_alert(served, analyst):
+    # Three times as many months with a surge, each about 2.3 times higher: mean x7.
+    shifted = field_records(2_000, seed=99, surge_zero_share=0.76, surge_scale=0.93)
+    reference_mean = served.manifest["reference"]["surge_m"]["mean"]
+    assert shifted["surge_m"].mean() > 6 * reference_mean
+    send(analyst, shifted)
+
+    block, findings = drift_now(served)
+
+    surge = block["features"]["surge_m"]
+    assert surge["psi"] > django_settings.MONITOR_PSI_THRESHOLD, surge
+    assert surge["level"] in {"moderate", "major"}
+    assert [f.subject for f in findings] == ["surge_m"], findings
+    assert block["features"]["rain_mm"]["psi"] < 0.1
