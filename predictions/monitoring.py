@@ -228,6 +228,7 @@ def model_drift_get(
             "level": drift.level_for(psi_value),
             "mean": float(probabilities.mean()),
             "reference_mean": probability_reference.get("mean"),
+            **_reference_backend(model_version, probability_reference),
         }
     else:
         result["probability"] = {
@@ -237,6 +238,23 @@ def model_drift_get(
             "reason": "the manifest holds no reference for predicted probabilities",
         }
     return result
+
+
+def _reference_backend(model_version: ModelVersion, entry: dict[str, Any]) -> dict[str, Any]:
+    """Which backend measured the probability reference, and a note when it is not the one
+    serving: versions registered before references were measured like serving hold
+    scikit-learn's float64 outputs, and ONNX's float32 ones can read as drift against them."""
+    # References without a backend were all measured by scikit-learn at training time.
+    measured = entry.get("backend") or "sklearn"
+    serving = "onnx" if model_version.onnx_artifact else "sklearn"
+    block: dict[str, Any] = {"reference_backend": measured}
+    if measured != serving:
+        block["note"] = (
+            f"its reference was measured with {measured} but {model_version} serves through "
+            f"{serving}, so small numeric differences can read as drift; retrain it to "
+            "measure the reference like serving"
+        )
+    return block
 
 
 def _percentiles(values: list[float]) -> dict[str, Any]:
@@ -312,6 +330,8 @@ def _drift_findings(result: MonitoringResult, drift_block: dict[str, Any]) -> No
         if entry.get("mean") is not None and entry.get("reference_mean") is not None:
             means = f"; recent mean {entry['mean']:.3g} vs training {entry['reference_mean']:.3g}"
         ks_text = f", KS {entry['ks']:.2f}" if entry.get("ks") is not None else ""
+        if entry.get("note"):
+            means += f" ({entry['note']})"
         result.findings.append(
             Finding(
                 kind=AlertKind.DRIFT,

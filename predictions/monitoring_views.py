@@ -132,6 +132,7 @@ def _drift_rows(block: dict[str, Any], series: list[dict[str, Any]]) -> list[dic
                 "reference_mean": entry.get("reference_mean"),
                 "above": psi_value is not None and psi_value > threshold,
                 "verdict": verdict,
+                "note": entry.get("note"),
                 "alert": subject in alerting,
                 "history": sum(1 for point in series if point["psi"].get(subject) is not None),
             }

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
+from django.urls import reverse
+from django.utils.html import escape
 
 from mlcore.engine import drift
 from mlcore.selectors import model_version_load
@@ -15,6 +18,7 @@ from mlcore.services import model_version_train
 from predictions import monitoring
 from predictions.models import AlertKind, Source
 from predictions.services import prediction_create_many
+from predictions.tests.factories import UserFactory, make_auditor
 
 FEATURES = ["rain_mm", "month", "surge_m"]
 SURGE_ZERO_SHARE = 0.92
@@ -102,3 +106,40 @@ def test_mostly_zero_surge_that_shifts_raises_an_alert(served, analyst):
     assert surge["level"] in {"moderate", "major"}
     assert [f.subject for f in findings] == ["surge_m"], findings
     assert block["features"]["rain_mm"]["psi"] < 0.1
+
+
+def legacy_entry(entry: dict) -> dict:
+    """A reference entry as manifests stored it before point-mass bins and serving backends."""
+    old = {key: value for key, value in entry.items() if key not in {"bins", "backend"}}
+    edges = np.unique(np.quantile(np.asarray(entry["sample"]), np.linspace(0, 1, 11)))
+    old["quantiles"] = [float(edge) for edge in edges]
+    old["proportions"] = [1.0 / max(len(edges) - 1, 1)] * max(len(edges) - 1, 1)
+    return old
+
+
+@pytest.mark.slow
+def test_a_version_registered_before_is_still_checked_and_its_reference_named(served, analyst):
+    from mlcore.models import ModelVersion
+
+    manifest = served.manifest
+    reference = manifest["reference"]
+    for name in [*FEATURES, drift.PROBABILITY_KEY]:
+        reference[name] = legacy_entry(reference[name])
+    ModelVersion.objects.filter(pk=served.pk).update(manifest=manifest)
+    send(analyst, field_records(500, seed=99))
+
+    block, _ = drift_now(served)
+
+    assert all(block["features"][name]["psi"] is not None for name in FEATURES)
+    probability = block["probability"]
+    assert probability["psi"] is not None and probability["ks"] is not None
+    # Its probabilities were measured by scikit-learn at training; this version serves ONNX.
+    assert probability["reference_backend"] == "sklearn"
+    assert "serves through onnx" in probability["note"]
+    # The dashboard says so beside the probability's row.
+    monitoring.monitoring_report_create(window_minutes=60)
+    auditor = Client()
+    auditor.force_login(make_auditor(UserFactory(username="audrey")))
+    page = auditor.get(reverse("monitoring")).content.decode()
+    row = page[page.index(f'<th scope="row">{monitoring.PROBABILITY_SUBJECT}</th>') :]
+    assert escape(probability["note"]) in row[: row.index("</tr>")]
