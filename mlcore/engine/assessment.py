@@ -263,7 +263,13 @@ def single_column_auc(values: pd.Series, y: np.ndarray) -> float | None:
     kept, labels = values[present].reset_index(drop=True), y[present]
     if not 0 < labels.sum() < len(labels):
         return None
-    if kept.nunique() <= _CATEGORY_MAX_VALUES or kept.dtype == object:
+    distinct = kept.nunique()
+    text = not pd.api.types.is_numeric_dtype(kept)
+    if text and distinct > max(_CATEGORY_MAX_VALUES, len(kept) // 5):
+        # A code per row (or nearly): each code's flood rate is its own label, which proves
+        # nothing about separation; ids are reported by the column roles instead.
+        return None
+    if distinct <= _CATEGORY_MAX_VALUES or text:
         rate = pd.Series(labels).groupby(kept.astype(str)).transform("mean").to_numpy()
         return float(roc_auc_score(labels, rate))
     auc = float(roc_auc_score(labels, pd.to_numeric(kept, errors="coerce").fillna(0.0)))

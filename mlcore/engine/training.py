@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlcore.engine import assessment, drift, synthetic
+from mlcore.engine import assessment, drift, labels, synthetic
 from mlcore.engine.artifacts import sha256_file
 from mlcore.engine.columns import (
     NA_TOKENS,
@@ -34,16 +34,6 @@ from mlcore.engine.errors import DataError
 from mlcore.engine.schema import DEFAULT_RISK_BANDS, FeatureSpec, Manifest, RiskBand
 
 ALGORITHMS = ("hgb", "logistic", "random_forest")
-# What a blank label means: the negative class, the positive class, not known (drop the row),
-# or a question the user must answer first (refuse).
-BLANK_TARGET_POLICIES = ("no", "yes", "drop", "refuse")
-# A label policy that changes the flood share by more than this fraction of it changes the
-# problem; so does dropping more than this share of the rows.
-POLICY_SHIFT = 1 / 3
-
-_TRUE_LABELS = {"yes", "true", "y", "1", "1.0", "flood", "flooded"}
-_FALSE_LABELS = {"no", "false", "n", "0", "0.0", "no_flood", "no flood", "no-flood", "not_flooded"}
-_NA_TOKENS = NA_TOKENS
 _MIN_PER_CLASS = 5
 
 _LIBRARIES = (
@@ -99,7 +89,7 @@ def library_versions() -> dict[str, str]:
 
 def _na_variants() -> list[str]:
     variants = set()
-    for token in _NA_TOKENS:
+    for token in NA_TOKENS:
         variants |= {token, token.upper(), token.title()}
     return sorted(variants)
 
@@ -148,31 +138,6 @@ def _clean_headers(frame: pd.DataFrame, report: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _target_text(series: pd.Series) -> pd.Series:
-    if series.dtype.kind == "f" and (series.dropna() % 1 == 0).all():
-        # 1/0 labels with a blank among them are parsed as 1.0/0.0; show them as written.
-        series = series.astype("Int64")
-    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
-
-
-def _map_target(values: pd.Series, target: str) -> pd.Series:
-    lowered = values.str.lower()
-    mapped = pd.Series(np.nan, index=values.index)
-    mapped[lowered.isin(_TRUE_LABELS)] = 1.0
-    mapped[lowered.isin(_FALSE_LABELS)] = 0.0
-    unknown = values[mapped.isna()]
-    if len(unknown):
-        counts = unknown.value_counts()
-        shown = ", ".join(f"{label!r} ({count})" for label, count in counts.head(5).items())
-        more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
-        raise DataError(
-            f"target column {target!r} has values that are not flood labels: {shown}{more}. "
-            "Use yes/no, true/false, y/n, 1/0 or flood/no_flood.",
-            fields={target: "unrecognised labels"},
-        )
-    return mapped.astype(np.int64)
-
-
 def load_training_csv(
     path: str | os.PathLike[str],
     *,
@@ -186,14 +151,15 @@ def load_training_csv(
 
     Problems a person must fix (unknown labels, text in a numeric column, a missing target)
     raise DataError naming the column; harmless quirks (BOM, CRLF, padded cells) are fixed and
-    recorded in ``report``. ``blank_target`` says what a blank label means (one of
-    BLANK_TARGET_POLICIES); the class counts before and after it, and any warning about it,
-    are in ``label_policy``. Every column gets a role (``column_roles``); only features are
+    recorded in ``report``. ``blank_target`` says what a blank label means (see
+    ``mlcore.engine.labels``); the class counts before and after it, and any warning about
+    it, are in ``label_policy``. Every column gets a role (``column_roles``); only features are
     fitted on, and ``exclude`` drops columns whatever their role.
     """
-    if blank_target not in BLANK_TARGET_POLICIES:
+    if blank_target not in labels.BLANK_TARGET_POLICIES:
         raise DataError(
-            f"blank_target must be one of {', '.join(BLANK_TARGET_POLICIES)}, not {blank_target!r}",
+            f"blank_target must be one of {', '.join(labels.BLANK_TARGET_POLICIES)}, "
+            f"not {blank_target!r}",
             fields={"blank_target": "invalid choice"},
         )
     location = os.fspath(path)
@@ -222,7 +188,9 @@ def load_training_csv(
     excluded = [name.strip() for name in exclude if name.strip()]
     _check_named_columns(frame, target, requested, excluded)
 
-    labels, keep, policy = _apply_label_policy(_target_text(frame[target]), target, blank_target)
+    target_labels, keep, policy = labels.apply_label_policy(
+        labels.target_text(frame[target]), target, blank_target
+    )
     frame = frame[keep]
     report.extend(policy["notes"])
     parsed = {name: read_column(frame[name]) for name in frame.columns if name != target}
@@ -262,7 +230,7 @@ def load_training_csv(
         raise DataError("no numeric feature columns are left to train on")
 
     clean = pd.DataFrame(columns)
-    clean[target] = labels
+    clean[target] = target_labels
     clean = clean.reset_index(drop=True)
     n_missing = int(clean[list(columns)].isna().sum().sum())
     if n_missing:
@@ -278,7 +246,7 @@ def load_training_csv(
     context = pd.DataFrame({name: column.values() for name, column in parsed.items()})
     context = context.reset_index(drop=True)
     if policy["blank"]:
-        _check_policy_separation(policy, context, clean[target].to_numpy())
+        labels.check_policy_separation(policy, context, clean[target].to_numpy())
     return LoadedData(
         frame=clean,
         features=list(columns),
@@ -319,85 +287,6 @@ def _check_named_columns(
         raise DataError(
             f"column(s) both chosen and excluded: {', '.join(clash)}",
             fields={name: "in --features and --exclude" for name in clash},
-        )
-
-
-def _share(floods: int, rows: int) -> float | None:
-    return floods / rows if rows else None
-
-
-def _apply_label_policy(
-    text: pd.Series, target: str, blank_target: str
-) -> tuple[pd.Series, np.ndarray, dict[str, Any]]:
-    """Labels for the kept rows, which rows are kept, and the policy block of the manifest."""
-    blank = text.str.lower().isin(_NA_TOKENS).to_numpy()
-    n_blank = int(blank.sum())
-    labelled = _map_target(text[~blank], target)
-    yes, no = int(labelled.sum()), int(len(labelled) - labelled.sum())
-    if n_blank and blank_target == "refuse":
-        raise DataError(
-            f"{n_blank} row(s) have a blank target {target!r}; say what a blank means with "
-            "--blank-target no (no flood), yes (a flood) or drop (unknown: leave the row out)",
-            fields={target: f"{n_blank} blank"},
-        )
-    notes: list[str] = []
-    warnings: list[str] = []
-    if blank_target == "drop" or not n_blank:
-        keep = ~blank
-        labels = labelled
-        if n_blank:
-            notes.append(f"dropped {n_blank} row(s) with a blank target")
-            if len(labels) == 0:
-                raise DataError(f"every row has a blank target {target!r}")
-    else:
-        keep = np.ones(len(text), dtype=bool)
-        fill = 1 if blank_target == "yes" else 0
-        labels = pd.Series(fill, index=text.index, dtype=np.int64)
-        labels[~blank] = labelled
-        notes.append(f"read {n_blank} blank label(s) as {blank_target!r}")
-    floods = int(labels.sum())
-    before = _share(yes, yes + no)
-    after = _share(floods, len(labels))
-    rows = len(text)
-    if n_blank and blank_target == "drop" and n_blank > POLICY_SHIFT * rows:
-        warnings.append(
-            f"--blank-target drop removed {n_blank:,} of {rows:,} rows ({n_blank / rows:.0%}): "
-            "the model learns from, and is measured on, the rows someone labelled, not the "
-            "population it will score"
-        )
-    if n_blank and before and after is not None and abs(after - before) > POLICY_SHIFT * before:
-        warnings.append(
-            f"--blank-target {blank_target} moves the flood share from {before:.1%} of the "
-            f"labelled rows to {after:.1%} of the training rows: be sure a blank means "
-            f"{blank_target!r}"
-        )
-    policy = {
-        "blank_target": blank_target,
-        "before": {"flood": yes, "no_flood": no, "blank": n_blank, "rows": rows},
-        "after": {"flood": floods, "no_flood": len(labels) - floods, "rows": len(labels)},
-        "flood_share_labelled": before,
-        "flood_share_after": after,
-        "notes": notes,
-        "warnings": warnings,
-        "blank": n_blank,
-    }
-    if n_blank:
-        notes.append(
-            f"label policy {blank_target}: before {yes:,} flood, {no:,} no_flood, {n_blank:,} "
-            f"blank; after {floods:,} flood, {len(labels) - floods:,} no_flood"
-        )
-    return labels, keep, policy
-
-
-def _check_policy_separation(policy: dict[str, Any], context: pd.DataFrame, y: np.ndarray) -> None:
-    """Warn when, after the label policy, one column (any, not only features) splits the classes."""
-    separating = assessment.separating_columns(context, y)
-    policy["separating_columns"] = separating
-    for name, auc in separating.items():
-        policy["warnings"].append(
-            f"after --blank-target {policy['blank_target']}, {name!r} alone separates the "
-            f"classes (ROC-AUC {auc:.3f}): the labels kept may be an artefact of how the "
-            "file was recorded"
         )
 
 

@@ -514,3 +514,15 @@ def test_a_model_with_a_handful_of_outputs_and_a_tiny_test_set_are_warned_about(
     warnings = model.manifest.evaluation["warnings"]
     assert any("the test set holds only 24 rows" in warning for warning in warnings)
     assert any("distinct value(s)" in warning for warning in warnings)
+
+
+def test_a_code_on_every_row_is_not_mistaken_for_a_column_that_separates(tmp_path) -> None:
+    lines = [
+        f"ST{i:04d},{i % 7},{'' if i % 10 == 0 else ('yes' if i % 3 else 'no')}" for i in range(300)
+    ]
+    path = write(tmp_path, "station_code,soil,flooded\n" + "\n".join(lines) + "\n")
+
+    data = training.load_training_csv(path, target="flooded", blank_target="drop")
+
+    assert data.label_policy["separating_columns"] == {}
+    assert data.warnings == []
