@@ -28,9 +28,7 @@ def _says_surrogate(response) -> bool:
 
 
 @pytest.mark.parametrize("where", list(BODIES))
-def test_a_prediction_with_a_lone_surrogate_is_a_400_on_the_fast_path(
-    api, production_model, where
-):
+def test_a_prediction_with_a_lone_surrogate_is_a_400_on_the_fast_path(api, production_model, where):
     response = _post(api, "/api/v1/predictions/", BODIES[where])
     assert _says_surrogate(response), response.content
     assert not Prediction.objects.exists()
