@@ -193,6 +193,12 @@ def check_test_size(y_test: np.ndarray, split: Split) -> list[str]:
             f"only {split.description['groups']} groups in {split.description['column']!r}: "
             "the result depends on which were held out"
         )
+    elif how == "group" and len(split.description["test_groups"]) < MIN_GROUPS:
+        # The interval resamples held-out groups; a handful of them cannot show the spread.
+        warnings.append(
+            f"only {len(split.description['test_groups'])} groups held out: the interval "
+            "understates how much another choice of groups would change the result"
+        )
     return warnings
 
 

@@ -467,6 +467,10 @@ def test_time_split_tests_on_the_latest_years_and_group_split_on_unseen_stations
     assert 1 <= len(held) < 8
     assert by_group.manifest.evaluation["test_counts"]["rows"] == len(held) * 20 * 12
     assert "groups" in by_group.manifest.evaluation["intervals"]["method"]
+    assert any(
+        "groups held out: the interval understates" in warning
+        for warning in by_group.manifest.evaluation["warnings"]
+    )
 
     with pytest.raises(DataError, match="split column 'decade' not found"):
         training.train_model(data, split="time:decade")
