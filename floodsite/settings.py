@@ -311,7 +311,7 @@ GATE_MIN_RECALL_HIGH = _read(env.float, "GATE_MIN_RECALL_HIGH", default=0.45)
 GATE_MIN_OUTCOMES = _read(env.int, "GATE_MIN_OUTCOMES", default=30)
 # The audit log lives in predictions, which depends on mlcore; the gate reads recorded
 # outcomes through this function so that mlcore never imports predictions (wiring, not a knob).
-MLCORE_OUTCOME_READER = "predictions.retraining.labelled_set_get"
+MLCORE_OUTCOME_READER = "predictions.retraining.outcomes_for_gate"
 
 # --- monitoring -----------------------------------------------------------------------------
 

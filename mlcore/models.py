@@ -125,7 +125,9 @@ class StageChange(models.Model):
             return "-"
         if not gate.get("sets"):
             verdict = "passed" if gate.get("passed") else "no common rows"
-            return f"{verdict}; {gate['note']}" if gate.get("note") else verdict
+            # Why each set of rows could not be used: features differ, no shared rows, ...
+            why = [gate["note"]] if gate.get("note") else gate.get("unavailable", [])
+            return "; ".join([verdict, *why])
         first = gate["sets"][0]
         verdict = "passed" if gate.get("passed") else "FAILED"
         if gate.get("forced") and not gate.get("passed"):

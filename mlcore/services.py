@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
+from mlcore import training_data
 from mlcore.engine import artifacts, drift, evaluation, onnx_export, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.inference import Predictor
@@ -220,27 +221,64 @@ def model_version_compare(
 
     The rows: GATE_SYNTHETIC_ROWS fresh rows of the documented synthetic generator (fixed
     seed, see ``evaluation.GATE_SYNTHETIC_SEED``) when both models use only generator
-    features; plus, when the audit log holds GATE_MIN_OUTCOMES outcomes of each class whose
+    features; otherwise (a model from a CSV) the held-out split the candidate was measured on
+    (kept beside its artifact, see ``mlcore.training_data``) when it holds production's
+    features. Production may have trained on some of those rows, which can only flatter
+    production. Plus, when the audit log holds GATE_MIN_OUTCOMES outcomes of each class whose
     inputs cover both models' features, those outcomes, leaving out any prediction either
-    model was trained on. A model from a CSV with other features is judged on outcomes only.
+    model was trained on. Each set left out is named with the reason in ``unavailable``.
     """
     names = (candidate.manifest.feature_names, production.manifest.feature_names)
     sets = []
+    unavailable = []
     if evaluation.synthetic_covers(*names):
         sets.append(evaluation.synthetic_holdout())
+    else:
+        held_out, why = _held_out_for(candidate, production)
+        if held_out is not None:
+            sets.append(held_out)
+        else:
+            unavailable.append(why)
     exclude = prediction_ids_read(manifest=candidate.manifest.to_dict())
     exclude |= prediction_ids_read(manifest=production.manifest.to_dict())
     reader = import_string(settings.MLCORE_OUTCOME_READER)
-    outcomes = reader(
-        feature_names=sorted(set(names[0]) | set(names[1])),
+    outcomes, why = reader(
+        candidate_features=names[0],
+        production_features=names[1],
         exclude_ids=exclude,
         min_per_class=settings.GATE_MIN_OUTCOMES,
     )
     if outcomes is not None:
         sets.append(outcomes)
-    return evaluation.compare(
+    else:
+        unavailable.append(f"recorded outcomes: {why}")
+    comparison = evaluation.compare(
         candidate.predictor, production.predictor, sets, bands=candidate.manifest.risk_bands
     )
+    comparison.unavailable = unavailable
+    return comparison
+
+
+def _held_out_for(
+    candidate: LoadedModel, production: LoadedModel
+) -> tuple[evaluation.LabelledSet | None, str]:
+    """The candidate's kept held-out split when production can score it, else why not."""
+    what = training_data.HELD_OUT_SET_NAME
+    held_out = training_data.held_out_get(
+        manifest=candidate.manifest.to_dict(), model=candidate.label
+    )
+    if held_out is None:
+        return None, (
+            f"synthetic held-out: features differ (not all produced by the generator), and "
+            f"{candidate.label} kept no held-out split"
+        )
+    missing = [name for name in production.manifest.feature_names if name not in held_out.frame]
+    if missing:
+        return None, (
+            f"{what}: features differ: {production.label} uses {', '.join(missing)}, which "
+            f"{candidate.label} was not trained on"
+        )
+    return held_out, ""
 
 
 def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool) -> dict:
@@ -276,9 +314,8 @@ def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool
         record.update(
             passed=False,
             reasons=[
-                f"{model_version} and {current} share no labelled rows to compare on: their "
-                "features are not all produced by the synthetic generator and there are fewer "
-                f"than {settings.GATE_MIN_OUTCOMES} recorded outcomes of each class"
+                f"{model_version} and {current} share no labelled rows to compare on: "
+                + "; ".join(comparison.unavailable)
             ],
             failures={"gate": "no common labelled rows"},
         )
@@ -641,17 +678,24 @@ def model_version_train(
         )
     )
     say("registering (ONNX conversion and parity check)")
-    return model_version_register(
-        pipeline=trained.pipeline,
-        manifest=trained.manifest,
-        x_check=trained.x_test[:2000],
-        x_reference=trained.x_test,
-        fmt=fmt,
-        created_by=created_by,
-        notes=notes or f"trained from {source}",
-        promote=promote,
-        reason=f"trained from {source} and promoted on request",
-    )
+    # The options that rebuild the same rows from the kept CSV (retrain --with-original).
+    options = {"target": data.target, "blank_target": blank_target, "features": data.features}
+    kept = training_data.kept_data_write(trained=trained, data_path=data_path, options=options)
+    try:
+        return model_version_register(
+            pipeline=trained.pipeline,
+            manifest=trained.manifest,
+            x_check=trained.x_test[:2000],
+            x_reference=trained.x_test,
+            fmt=fmt,
+            created_by=created_by,
+            notes=notes or f"trained from {source}",
+            promote=promote,
+            reason=f"trained from {source} and promoted on request",
+        )
+    except BaseException:
+        training_data.kept_data_remove(kept)
+        raise
 
 
 def model_version_export_onnx(*, model_version: ModelVersion, out_dir: Path) -> tuple[Path, Path]:

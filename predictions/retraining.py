@@ -3,7 +3,7 @@
 The audit log (Prediction + Outcome) is the training data of the next model. This module
 lives in predictions because it reads that log; it calls mlcore (engine, registry) like every
 other predictions service, so the dependency keeps pointing one way. The promotion gate in
-mlcore reads outcomes through ``labelled_set_get`` (named by settings.MLCORE_OUTCOME_READER).
+mlcore reads outcomes through ``outcomes_for_gate`` (named by settings.MLCORE_OUTCOME_READER).
 
 ``model_version_retrain``:
 
@@ -39,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from floodsite.exceptions import ApplicationError
+from mlcore import training_data
 from mlcore.engine import evaluation, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.inference import Predictor
@@ -109,6 +110,81 @@ def labelled_set_get(
     )
 
 
+def outcomes_for_gate(
+    *,
+    candidate_features: Sequence[str],
+    production_features: Sequence[str],
+    exclude_ids: Iterable[str] = (),
+    min_per_class: int = 0,
+) -> tuple[evaluation.LabelledSet | None, str | None]:
+    """Recorded outcomes both models can score, or None and the real reason there are none.
+
+    The reason names what stands in the way, in the order a person would fix it: no
+    outcomes at all; features differ (no outcome row holds every feature of one model); no
+    shared rows (rows cover each model but none both, or every such row trained a model);
+    too few of each class (with the counts).
+    """
+    names = sorted(set(candidate_features) | set(production_features))
+    labelled = labelled_set_get(
+        feature_names=names, exclude_ids=exclude_ids, min_per_class=min_per_class
+    )
+    if labelled is not None:
+        return labelled, None
+    return None, _why_no_outcomes(
+        candidate_features, production_features, set(exclude_ids), min_per_class
+    )
+
+
+def _why_no_outcomes(
+    candidate_features: Sequence[str],
+    production_features: Sequence[str],
+    excluded: set[str],
+    min_per_class: int,
+) -> str:
+    recorded = Prediction.objects.filter(outcome__isnull=False)
+    total = recorded.count()
+    if total == 0:
+        return "no outcomes are recorded yet"
+    names = sorted(set(candidate_features) | set(production_features))
+    if not recorded.filter(inputs__has_keys=names).exists():
+        covering = {
+            "candidate": recorded.filter(inputs__has_keys=list(candidate_features)).count(),
+            "production model": recorded.filter(inputs__has_keys=list(production_features)).count(),
+        }
+        if all(covering.values()):
+            return (
+                f"no shared rows: {covering['candidate']} recorded outcomes hold the candidate's "
+                f"features and {covering['production model']} the production model's, but none "
+                "holds both"
+            )
+        model = "candidate" if covering["candidate"] == 0 else "production model"
+        wanted = candidate_features if model == "candidate" else production_features
+        newest = recorded.order_by("-created_at", "-id").values_list("inputs", flat=True).first()
+        missing = [name for name in wanted if name not in (newest or {})]
+        return (
+            f"features differ: none of the {total} recorded outcomes holds every feature of the "
+            f"{model} (the newest lacks {', '.join(missing)})"
+        )
+    ids, _, y = _labelled_rows(names)
+    if not ids:
+        return (
+            "no shared rows: the recorded outcomes with both models' features have blank or "
+            "non-numeric values"
+        )
+    left = np.array([pk not in excluded for pk in ids], dtype=bool)
+    if not left.any():
+        return (
+            f"no shared rows: all {len(ids)} recorded outcomes with both models' features "
+            "trained one of the two models"
+        )
+    floods = int(y[left].sum())
+    return (
+        f"too few recorded outcomes of each class: {floods} floods and "
+        f"{int(left.sum()) - floods} non-floods that neither model was trained on (need "
+        f"{max(min_per_class, 1)} of each)"
+    )
+
+
 def _fingerprint(frame: pd.DataFrame, features: Sequence[str], target: str) -> str:
     digest = hashlib.sha256(",".join([*features, target]).encode() + b"\n")
     digest.update(np.ascontiguousarray(frame[list(features)].to_numpy(dtype="<f8")).tobytes())
@@ -116,9 +192,28 @@ def _fingerprint(frame: pd.DataFrame, features: Sequence[str], target: str) -> s
     return digest.hexdigest()
 
 
-def _original_data(production: ModelVersion, features: Sequence[str]) -> tuple[pd.DataFrame, str]:
-    """The production model's synthetic training rows, regenerated from its manifest."""
+def _original_data(
+    production: ModelVersion, features: Sequence[str], target: str
+) -> tuple[pd.DataFrame, str]:
+    """The production model's original training rows: its kept CSV read again with the
+    options it was trained with, or the synthetic rows regenerated from its manifest."""
     fingerprint = production.manifest.get("data_fingerprint") or {}
+    if training_data.training_data_available(manifest=production.manifest):
+        data = training_data.training_data_load(manifest=production.manifest, model=str(production))
+        missing = [name for name in features if name not in data.frame.columns]
+        if missing:
+            raise ApplicationError(
+                f"The kept training data of {production} has no column for "
+                f"{', '.join(missing)}; retrain without the original data.",
+                fields={"include_original": "kept data lacks features"},
+                code="original_unavailable",
+            )
+        kept = fingerprint["kept_file"]
+        recipe = (
+            f"{kept.get('name') or kept['file']} kept with {production.name} "
+            f"(SHA-256 {kept['sha256'][:12]}…, {len(data.frame)} rows)"
+        )
+        return data.frame[[*features, data.target]].rename(columns={data.target: target}), recipe
     # A retrained production model records the original data it inherited under "original".
     recipe = str(fingerprint.get("original") or fingerprint.get("source") or "")
     match = _SYNTHETIC_SOURCE.match(recipe)
@@ -131,12 +226,20 @@ def _original_data(production: ModelVersion, features: Sequence[str]) -> tuple[p
             code="original_unavailable",
         )
     n_rows, seed = int(match.group(1)), int(match.group(2))
-    return synthetic.generate(n_rows, seed=seed), recipe
+    original = synthetic.generate(n_rows, seed=seed)[[*features, synthetic.TARGET]]
+    return original.rename(columns={synthetic.TARGET: target}), recipe
 
 
 def _train_progress(say: Progress) -> Callable[[str], None]:
     # training.train_model reports these steps; map them onto the job's percentages.
-    steps = {"Splitting": 30, "Fitting": 35, "Evaluating": 70, "Recording": 75, "Done": 80}
+    steps = {
+        "Splitting": 30,
+        "Fitting": 35,
+        "Evaluating": 70,
+        "Bootstrapping": 72,
+        "Recording": 75,
+        "Done": 80,
+    }
 
     def report(message: str) -> None:
         percent = next((p for prefix, p in steps.items() if message.startswith(prefix)), 30)
@@ -206,10 +309,8 @@ def model_version_retrain(
     parts = [audit]
     if include_original:
         say("regenerating the original training data", 15)
-        original, original_recipe = _original_data(production, features)
-        parts.append(
-            original[[*features, synthetic.TARGET]].rename(columns={synthetic.TARGET: target})
-        )
+        original, original_recipe = _original_data(production, features, target)
+        parts.append(original)
     data_frame = pd.concat(parts, ignore_index=True)
     data_frame[target] = data_frame[target].astype(np.int64)
     n_original = len(data_frame) - len(audit)
@@ -264,8 +365,14 @@ def model_version_retrain(
 
     ids_entry, ids_file = prediction_ids_store(name=name, ids=ids)
     trained.manifest.data_fingerprint["prediction_ids"] = ids_entry
+    if original_recipe and training_data.training_data_available(manifest=production.manifest):
+        # The candidate was trained on the same kept CSV: its own retraining can use it too.
+        for key in ("kept_file", "load_options"):
+            trained.manifest.data_fingerprint[key] = production.manifest["data_fingerprint"][key]
     say("registering the candidate (ONNX conversion and parity check)", 90)
+    kept: list[Path] = []
     try:
+        kept = training_data.kept_data_write(trained=trained)
         with transaction.atomic():
             mv = model_version_register(
                 pipeline=trained.pipeline,
@@ -279,6 +386,7 @@ def model_version_retrain(
     except BaseException:
         if ids_file is not None:
             Path(ids_file).unlink(missing_ok=True)
+        training_data.kept_data_remove(kept)
         raise
     held = comparison.sets[0]
     say(

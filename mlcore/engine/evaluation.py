@@ -157,10 +157,12 @@ class GateResult:
 
 @dataclass
 class Comparison:
-    """Candidate versus production on every available labelled set."""
+    """Candidate versus production on every available labelled set, and why each set that
+    could not be used was left out (``unavailable``: "<set>: <reason>")."""
 
     high_threshold: float
     sets: list[SetComparison]
+    unavailable: list[str] = field(default_factory=list)
 
     def gate(self, max_auc_drop: float, min_recall_high: float) -> GateResult:
         """Fail when, on any set, ROC-AUC dropped by more than ``max_auc_drop`` or the
@@ -193,6 +195,7 @@ class Comparison:
         return {
             "high_threshold": self.high_threshold,
             "sets": [item.to_dict() for item in self.sets],
+            "unavailable": list(self.unavailable),
         }
 
 

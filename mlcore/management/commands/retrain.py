@@ -12,7 +12,7 @@ from predictions.retraining import model_version_retrain
 class Command(BaseCommand):
     help = (
         "Build a training set from predictions with recorded outcomes (optionally plus the "
-        "production model's original synthetic data), train, compare with production on the "
+        "production model's original training data), train, compare with production on the "
         "same held-out rows and register the result as a candidate. Nothing is promoted."
     )
 
@@ -21,7 +21,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--with-original",
             action="store_true",
-            help="Add the production model's original training data (synthetic generator).",
+            help=(
+                "Add the production model's original training data: the CSV kept beside it "
+                "(verified by SHA-256) or the synthetic generator's rows."
+            ),
         )
         parser.add_argument(
             "--min-outcomes",
