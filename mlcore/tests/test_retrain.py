@@ -189,7 +189,8 @@ def test_the_command_explains_a_refusal(production_model):
 def test_admin_queues_a_job_that_reports_progress_and_links_the_candidate(
     client, admin_user, production_model, user, empty_broker
 ):
-    record(user, 60)
+    # Enough outcomes that the held-out fifth has the 5 rows of each class training requires.
+    record(user, 150)
     client.force_login(admin_user)
     form = client.get(f"{JOBS}add/?name={NAME}")
     assert b"Retrain from the audit log" in form.content and b"min_outcomes" in form.content
