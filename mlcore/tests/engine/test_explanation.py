@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import combinations
 from math import factorial
@@ -17,7 +18,6 @@ from mlcore.engine import explanation, synthetic, training
 from mlcore.engine.explanation import Explainer, log_odds
 from mlcore.engine.inference import Predictor
 from mlcore.engine.onnx_export import convert_to_onnx
-from mlcore.engine.schema import DEFAULT_RISK_BANDS, Manifest
 
 
 @dataclass
@@ -39,17 +39,6 @@ def fitted(request) -> Fitted:
         pipeline.set_params(model__max_iter=60)
     pipeline.fit(X[:1_200], y[:1_200])
     return Fitted(request.param, pipeline, X[1_200:])
-
-
-def _manifest(algorithm: str) -> Manifest:
-    return Manifest(
-        name="flood-risk",
-        features=list(synthetic.FEATURES),
-        target=synthetic.TARGET,
-        class_labels=list(synthetic.CLASS_LABELS),
-        risk_bands=list(DEFAULT_RISK_BANDS),
-        algorithm=algorithm,
-    )
 
 
 def test_contributions_add_up_to_the_log_odds_for_every_algorithm(fitted) -> None:
@@ -145,11 +134,13 @@ def test_tree_contributions_are_the_exact_shapley_values_of_the_trees(kind) -> N
         assert fast == pytest.approx(exact, abs=1e-10)
 
 
-def test_served_probability_and_contributions_agree_within_the_stated_tolerance(fitted) -> None:
+def test_served_probability_and_contributions_agree_within_the_stated_tolerance(
+    fitted, manifest
+) -> None:
     n_features = fitted.rows.shape[1]
     predictor = Predictor(
         fitted.pipeline,
-        _manifest(fitted.algorithm),
+        dataclasses.replace(manifest, algorithm=fitted.algorithm),
         onnx_bytes=convert_to_onnx(fitted.pipeline, n_features),
     )
     for row in fitted.rows[:20]:
