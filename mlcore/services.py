@@ -21,9 +21,15 @@ from django.utils.module_loading import import_string
 from floodsite.exceptions import ApplicationError
 from mlcore import training_data
 from mlcore.engine import artifacts, drift, evaluation, onnx_export, synthetic, training
-from mlcore.engine.errors import EngineError
+from mlcore.engine.calibration import Calibration
+from mlcore.engine.errors import EngineError, SchemaError
 from mlcore.engine.inference import Predictor
-from mlcore.engine.schema import Manifest
+from mlcore.engine.schema import (
+    DEFAULT_RISK_BANDS,
+    Manifest,
+    bands_with_lowers,
+    parse_band_option,
+)
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
 from mlcore.selectors import LoadedModel, model_version_load, predictor_cache_clear
 
@@ -36,20 +42,37 @@ def engine_error_to_application(exc: EngineError, *, status_code: int = 400) -> 
 
 
 def _onnx_for(pipeline: Any, manifest: Manifest, x_check: np.ndarray) -> tuple[bytes | None, dict]:
-    """Convert to ONNX and keep it only when it matches scikit-learn within tolerance."""
+    """Convert to ONNX and keep it only when it matches scikit-learn within tolerance.
+
+    A calibrated model's graph ends with its calibration map; the bare model inside it is held
+    to PARITY_TOLERANCE and the calibrated output to CALIBRATED_PARITY_TOLERANCE.
+    """
+    mapping = Calibration.from_dict(manifest.calibration)
+    tolerance = onnx_export.PARITY_TOLERANCE
     try:
-        onnx_bytes = onnx_export.convert_to_onnx(pipeline, len(manifest.feature_names))
-        diff = onnx_export.onnx_parity(pipeline, onnx_bytes, x_check)
+        onnx_bytes = onnx_export.convert_to_onnx(
+            pipeline, len(manifest.feature_names), calibration=mapping
+        )
+        diff = onnx_export.onnx_parity(pipeline, onnx_bytes, x_check, mapping)
+        model_diff = diff
+        if mapping is not None:
+            tolerance = onnx_export.CALIBRATED_PARITY_TOLERANCE
+            model_diff = onnx_export.onnx_parity(
+                pipeline, onnx_bytes, x_check, before_calibration=True
+            )
     except EngineError as exc:
         logger.warning("onnx_unavailable", reason=exc.message)
         return None, {"usable": False, "reason": exc.message}
-    usable = bool(diff <= onnx_export.PARITY_TOLERANCE)
-    report = {
+    usable = bool(diff <= tolerance and model_diff <= onnx_export.PARITY_TOLERANCE)
+    report: dict[str, Any] = {
         "usable": usable,
         "parity_max_abs_diff": float(diff),
-        "tolerance": onnx_export.PARITY_TOLERANCE,
+        "tolerance": tolerance,
         "rows_checked": len(x_check),
     }
+    if mapping is not None:
+        report["calibration"] = mapping.method
+        report["model_parity_max_abs_diff"] = float(model_diff)
     return (onnx_bytes if usable else None), report
 
 
@@ -627,6 +650,9 @@ def model_version_train(
     blank_target: str = "drop",
     exclude: list[str] | None = None,
     split: str = "random",
+    calibration: str = "auto",
+    bands: str | None = None,
+    band_recall: str | None = None,
     synthetic_rows: int = 60_000,
     seed: int = 0,
     fmt: str = ArtifactFormat.JOBLIB,
@@ -635,9 +661,26 @@ def model_version_train(
     promote: bool = False,
     progress: Any = None,
 ) -> ModelVersion:
-    """Train from a CSV (or the synthetic generator when no CSV is given) and register it."""
+    """Train from a CSV (or the synthetic generator when no CSV is given) and register it.
+
+    ``bands`` ("moderate=0.3,high=0.6") sets the risk bands' lower bounds; ``band_recall``
+    ("moderate=0.95,high=0.8") chooses them on held-out training rows to catch those shares of
+    floods. Either way the bands are stored in the model's manifest and used wherever it
+    serves.
+    """
     say = progress or (lambda message: None)
     try:
+        if bands and band_recall:
+            raise SchemaError(
+                "give --bands or --band-recall, not both",
+                fields={"bands": "conflicts with --band-recall"},
+            )
+        risk_bands = (
+            bands_with_lowers(dict(parse_band_option(bands, "bands")))
+            if bands
+            else list(DEFAULT_RISK_BANDS)
+        )
+        recall = parse_band_option(band_recall, "band-recall") if band_recall else []
         if data_path is None:
             say(f"generating {synthetic_rows:,} synthetic rows (seed {seed})")
             data = training.synthetic_training_data(n_rows=synthetic_rows, seed=seed)
@@ -669,6 +712,9 @@ def model_version_train(
             feature_specs=specs,
             progress=say,
             split=split,
+            calibration=calibration,
+            risk_bands=risk_bands,
+            band_recall=recall,
         )
     except EngineError as exc:
         raise engine_error_to_application(exc) from exc
@@ -713,7 +759,9 @@ def model_version_export_onnx(*, model_version: ModelVersion, out_dir: Path) -> 
     else:
         try:
             onnx_bytes = onnx_export.convert_to_onnx(
-                loaded.predictor.pipeline, len(loaded.manifest.feature_names)
+                loaded.predictor.pipeline,
+                len(loaded.manifest.feature_names),
+                calibration=Calibration.from_dict(loaded.manifest.calibration),
             )
         except EngineError as exc:
             raise engine_error_to_application(exc, status_code=409) from exc

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.permissions import permissions_required
 from accounts.roles import VIEW_ALL_PREDICTIONS, VIEW_MODELS
 from floodsite.exceptions import ApplicationError
-from mlcore.engine.assessment import split_text
+from mlcore.engine.assessment import calibration_lines, split_text
 from mlcore.engine.schema import Manifest
 from mlcore.models import Stage
 from mlcore.selectors import (
@@ -104,6 +104,31 @@ def model_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _reliability_chart(calibration: dict[str, Any]) -> dict[str, Any] | None:
+    """Points of the reliability diagram (SVG units, 0-100 each way) for the served and, when
+    calibrated, the bare model's probabilities on the test rows; None before it was recorded."""
+    served = (calibration.get("reliability") or {}).get("bins")
+    if not served:
+        return None
+
+    def line(bins: list[dict[str, Any]]) -> dict[str, Any]:
+        points = [(100 * b["predicted"], 100 - 100 * b["observed"]) for b in bins]
+        return {
+            "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
+            "dots": [
+                {"x": f"{x:.1f}", "y": f"{y:.1f}", **b}
+                for (x, y), b in zip(points, bins, strict=True)
+            ],
+        }
+
+    bare = (calibration.get("reliability_uncalibrated") or {}).get("bins")
+    return {
+        "served": line(served),
+        "bare": line(bare) if bare and calibration.get("method") not in (None, "none") else None,
+        "ece": calibration["reliability"].get("ece"),
+    }
+
+
 @login_required
 @permissions_required(VIEW_MODELS)
 def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
@@ -124,6 +149,8 @@ def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
         "split": split_text(evaluation["split"]) if evaluation.get("split") else "",
         "policy": manifest.label_policy,
         "roles": manifest.column_roles,
+        "calibration": calibration_lines(mv.metrics, evaluation),
+        "reliability": _reliability_chart(evaluation.get("calibration") or {}),
         "history": history,
         "onnx": mv.manifest.get("onnx") or {},
         # A plain link: the monitoring page reads these parameters (another app owns it).

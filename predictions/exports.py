@@ -44,6 +44,7 @@ def prediction_csv_lines(
             "risk_band",
             "top_factor",
             "baseline_log_odds",
+            "calibration_log_odds",
             "out_of_range",
             "observed_flooded",
             "observed_at",
@@ -58,6 +59,7 @@ def prediction_csv_lines(
         factors = explained.get("factors") or []
         top = factors[0]["feature"] if factors else ""
         baseline = explained.get("baseline")
+        calibration = explained.get("calibration") if baseline is not None else None
         row = [
             str(p.id),
             p.created_at.isoformat(),
@@ -70,6 +72,7 @@ def prediction_csv_lines(
             p.risk_band,
             top,
             "" if baseline is None else f"{baseline:.6f}",
+            "" if calibration is None else f"{calibration:.6f}",
             " ".join(p.out_of_range),
             "" if outcome is None else ("yes" if outcome.flooded else "no"),
             "" if outcome is None else outcome.observed_at.isoformat(),

@@ -23,6 +23,7 @@ from accounts.roles import (
 )
 from floodsite.exceptions import ApplicationError
 from floodsite.rest import client_ip
+from mlcore.engine.explanation import log_odds, sigmoid
 from mlcore.engine.schema import Manifest
 from mlcore.selectors import LoadedModel, model_version_get_production, predictor_get_active
 from predictions.batches import batch_cancel, batch_create, batch_mark_notified
@@ -181,6 +182,12 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
     rest = shown[SHOWN_FACTORS:]
     rest_points = sum(factor["points"] for factor in rest)
     baseline = explanation.get("baseline")
+    calibration = explanation.get("calibration")
+    calibration_points = None
+    if calibration is not None:
+        # From the model's probability (where the factors end) to the answer.
+        before = float(sigmoid(log_odds(prediction.probability) - calibration))
+        calibration_points = round(100 * (prediction.probability - before), 1)
     inputs = [
         {
             "name": spec.name,
@@ -201,6 +208,7 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
         "other_points": round(100 * rest_points, 1),
         "other_direction": "raises" if rest_points > 0 else "lowers",
         "baseline_log_odds": baseline,
+        "calibration_points": calibration_points,
         "baseline_percent": None
         if baseline is None
         else round(100 * explanation["baseline_probability"], 1),

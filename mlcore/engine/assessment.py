@@ -374,5 +374,34 @@ def describe_evaluation(metrics: dict[str, Any], evaluation: dict[str, Any]) -> 
             )
             + f"; {leakage.get('distinct_outputs')} distinct outputs on the test rows"
         )
+    lines += calibration_lines(metrics, evaluation)
     lines += [f"WARNING: {warning}" for warning in evaluation.get("warnings", [])]
+    return lines
+
+
+def calibration_lines(metrics: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """How the probabilities were calibrated, how well on the test rows, and where bands sit."""
+    lines = []
+    calibration = evaluation.get("calibration") or {}
+    if calibration:
+        lines.append(f"calibration: {calibration.get('reason', calibration.get('method'))}")
+        served = (calibration.get("reliability") or {}).get("ece")
+        bare = (calibration.get("reliability_uncalibrated") or {}).get("ece")
+        if served is not None and calibration.get("method") != "none" and bare is not None:
+            lines.append(
+                f"calibration error on the test rows: {bare:.4f} before, {served:.4f} after "
+                f"(Brier {metrics.get('uncalibrated_brier', 0):.4f} before)"
+            )
+        elif served is not None:
+            lines.append(f"calibration error on the test rows: {served:.4f}")
+    bands = evaluation.get("bands") or {}
+    if bands.get("source") == "recall":
+        chosen = ", ".join(
+            f"{name} from {bands['lowers'][name]:.3f} (recall {target:.0%} on held-out "
+            "training rows)"
+            for name, target in bands.get("targets", {}).items()
+        )
+        lines.append(f"risk bands chosen for recall: {chosen}")
+    elif bands.get("source") == "given":
+        lines.append("risk bands: as given by --bands")
     return lines

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from mlcore.engine.calibration import Calibration
 from mlcore.engine.errors import SchemaError
-from mlcore.engine.explanation import Explainer, explainer_for, sigmoid
+from mlcore.engine.explanation import Explainer, explainer_for, log_odds, sigmoid
 from mlcore.engine.onnx_export import OnnxSession
 from mlcore.engine.schema import Manifest
 
@@ -57,16 +58,21 @@ class Prediction:
     factors: list[Factor] = field(default_factory=list)
     # The model's expected log-odds over its training data; None when not explained.
     baseline: float | None = None
+    # A calibrated model's map moves the model's log-odds by this much (explained rows only).
+    calibration: float | None = None
 
     def explanation_dict(self) -> dict[str, Any]:
         """What the audit row stores: the baseline and every factor, or {} when not explained."""
         if self.baseline is None:
             return {}
-        return {
+        explained: dict[str, Any] = {
             "baseline": self.baseline,
             "baseline_probability": float(sigmoid(self.baseline)),
             "factors": [factor.to_dict() for factor in self.factors],
         }
+        if self.calibration is not None:
+            explained["calibration"] = self.calibration
+        return explained
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +82,7 @@ class Prediction:
             "out_of_range": list(self.out_of_range),
             "factors": [factor.to_dict() for factor in self.factors],
             "baseline": self.baseline,
+            "calibration": self.calibration,
         }
 
 
@@ -96,6 +103,11 @@ class Predictor:
         self.n_features = len(self.feature_names)
         self._session = OnnxSession(onnx_bytes) if onnx_bytes else None
         self.backend = "onnx" if self._session is not None else "sklearn"
+        self.calibration = Calibration.from_dict(manifest.calibration)
+        # The map is applied here unless the ONNX graph already ends with it.
+        self._calibrate = self.calibration is not None and (
+            self._session is None or self._session.calibration is None
+        )
 
         specs = manifest.features
         self._minimum = np.array([spec.minimum for spec in specs], dtype=np.float64)
@@ -140,6 +152,9 @@ class Predictor:
             probability = self._session.positive_probability(matrix)
         else:
             probability = self.pipeline.predict_proba(matrix)[:, 1]
+        if self._calibrate:
+            assert self.calibration is not None
+            probability = self.calibration.apply(probability)
         # float32 backends can overshoot by an ulp; a probability must stay within [0, 1].
         return np.clip(probability, 0.0, 1.0)
 
@@ -165,7 +180,7 @@ class Predictor:
         band = bisect.bisect_right(self._band_lowers, probability) - 1
         outside = np.flatnonzero((values < self._minimum) | (values > self._maximum)).tolist()
         factors: list[Factor] = []
-        baseline = None
+        baseline = calibration = None
         explainer = self._explainer_value
         if contributions is not None and explainer is not None:
             baseline = explainer.baseline
@@ -193,6 +208,10 @@ class Predictor:
                     )
                 )
                 before = after
+            if self.calibration is not None:
+                # The factors add up to the model's log-odds; the map takes it to the answer.
+                model_log_odds = baseline + float(np.sum(contributions))
+                calibration = float(log_odds(probability)) - model_log_odds
         return Prediction(
             probability=float(probability),
             label=self._positive if probability >= 0.5 else self._negative,
@@ -200,6 +219,7 @@ class Predictor:
             out_of_range=[self.feature_names[j] for j in outside],
             factors=factors,
             baseline=baseline,
+            calibration=calibration,
         )
 
     def _contributions(self, matrix: np.ndarray) -> np.ndarray | None:

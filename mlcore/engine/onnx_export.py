@@ -15,9 +15,17 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.engine.calibration import CLIP, Calibration
 from mlcore.engine.errors import ArtifactError
 
 PARITY_TOLERANCE = 1e-5
+# A calibrated graph's probability may differ more: a steep stretch of the map (an overfit
+# model's few rows near 0) magnifies the float32 rounding of the model's own output. The model
+# part is still held to PARITY_TOLERANCE; the calibrated output to this (0.01 points).
+CALIBRATED_PARITY_TOLERANCE = 1e-4
+MODEL_PROBABILITY_OUTPUT = "model_probabilities"
+# Metadata key naming the calibration map the graph applies (absent: none).
+CALIBRATION_METADATA = "floodsite.calibration"
 INPUT_NAME = "input"
 PROBABILITY_OUTPUT = "probabilities"
 LABEL_OUTPUT = "label"
@@ -28,7 +36,9 @@ _OPSET = 17
 _ML_OPSET = 3
 
 
-def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
+def convert_to_onnx(
+    pipeline: Pipeline, n_features: int, calibration: Calibration | None = None
+) -> bytes:
     """Serialised ONNX model with input ``input`` [None, n_features] and a probability tensor.
 
     Outputs are ``label`` [None] and ``probabilities`` [None, 2], like skl2onnx without zipmap.
@@ -52,6 +62,8 @@ def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
             )
             if model.ir_version > _IR_VERSION:
                 model.ir_version = _IR_VERSION
+        if calibration is not None:
+            _append_calibration(model, calibration)
         onnx.checker.check_model(model)
         data = model.SerializeToString()
         # Building a session proves onnxruntime can run what was produced, at export time
@@ -65,6 +77,100 @@ def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
             fields={"onnx": "conversion failed"},
         ) from exc
     return data
+
+
+def _append_calibration(model: onnx.ModelProto, calibration: Calibration) -> None:
+    """Rewire the graph so its outputs are the calibrated probability and its label.
+
+    The model's own outputs are renamed (``model_probabilities``, ``model_label``) and feed
+    double-precision nodes that compute exactly ``Calibration.apply``.
+    """
+    graph = model.graph
+    renamed = {PROBABILITY_OUTPUT: MODEL_PROBABILITY_OUTPUT, LABEL_OUTPUT: "model_label"}
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        node.output[:] = [renamed.get(name, name) for name in node.output]
+    inits = graph.initializer
+    nodes: list[Any] = []
+
+    def constant(name: str, value: Any, dtype: Any = np.float64) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), "cal_" + name))
+        return "cal_" + name
+
+    nodes.append(
+        helper.make_node(
+            "Slice",
+            [
+                "model_probabilities",
+                constant("start", [1], np.int64),
+                constant("end", [2], np.int64),
+                constant("axis", [1], np.int64),
+            ],
+            ["cal_p32"],
+        )
+    )
+    nodes.append(helper.make_node("Cast", ["cal_p32"], ["cal_p"], to=TensorProto.DOUBLE))
+    if calibration.method == "sigmoid":
+        clip = constant("low", CLIP), constant("high", 1 - CLIP)
+        one = constant("one64", 1.0)
+        nodes += [
+            helper.make_node("Clip", ["cal_p", *clip], ["cal_pc"]),
+            helper.make_node("Sub", [one, "cal_pc"], ["cal_q"]),
+            helper.make_node("Log", ["cal_pc"], ["cal_log_p"]),
+            helper.make_node("Log", ["cal_q"], ["cal_log_q"]),
+            helper.make_node("Sub", ["cal_log_p", "cal_log_q"], ["cal_logit"]),
+            helper.make_node(
+                "Mul", ["cal_logit", constant("slope", calibration.slope)], ["cal_z0"]
+            ),
+            helper.make_node(
+                "Add", ["cal_z0", constant("intercept", calibration.intercept)], ["cal_z"]
+            ),
+            helper.make_node("Sigmoid", ["cal_z"], ["cal_out"]),
+        ]
+    else:
+        # np.interp as a sum of clipped segments: y0 + sum_k slope_k * (clip(p, x_k, x_k+1) - x_k).
+        x = np.asarray(calibration.x, dtype=np.float64)
+        y = np.asarray(calibration.y, dtype=np.float64)
+        width = np.diff(x)
+        slopes = np.divide(np.diff(y), width, out=np.zeros_like(width), where=width > 0)
+        low, high = constant("x_low", x[:-1][None]), constant("x_high", x[1:][None])
+        nodes += [
+            helper.make_node("Min", ["cal_p", high], ["cal_capped"]),
+            helper.make_node("Max", ["cal_capped", low], ["cal_within"]),
+            helper.make_node("Sub", ["cal_within", low], ["cal_run"]),
+            helper.make_node("Mul", ["cal_run", constant("slopes", slopes[None])], ["cal_rise"]),
+            helper.make_node(
+                "ReduceSum",
+                ["cal_rise", constant("sum_axis", [1], np.int64)],
+                ["cal_total"],
+                keepdims=1,
+            ),
+            helper.make_node("Add", ["cal_total", constant("y0", [[y[0]]])], ["cal_out"]),
+        ]
+    nodes += [
+        helper.make_node("Cast", ["cal_out"], ["cal_positive"], to=TensorProto.FLOAT),
+        helper.make_node(
+            "Sub", [constant("one32", [[1.0]], np.float32), "cal_positive"], ["cal_negative"]
+        ),
+        helper.make_node("Concat", ["cal_negative", "cal_positive"], [PROBABILITY_OUTPUT], axis=1),
+        helper.make_node("ArgMax", [PROBABILITY_OUTPUT], [LABEL_OUTPUT], axis=1, keepdims=0),
+    ]
+    graph.node.extend(nodes)
+    # The bare model's outputs stay outputs under their new names (so the model's own parity
+    # can be checked), and the calibrated ones take the public names.
+    bare = list(graph.output)
+    for output in bare:
+        output.name = renamed.get(output.name, output.name)
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(LABEL_OUTPUT, TensorProto.INT64, [None]),
+            helper.make_tensor_value_info(PROBABILITY_OUTPUT, TensorProto.FLOAT, [None, 2]),
+            *bare,
+        ]
+    )
+    entry = model.metadata_props.add()
+    entry.key, entry.value = CALIBRATION_METADATA, calibration.method
 
 
 def _preprocess_nodes(
@@ -217,20 +323,41 @@ class OnnxSession:
         if PROBABILITY_OUTPUT not in names:
             raise ArtifactError(f"the ONNX model has no {PROBABILITY_OUTPUT!r} output")
         self.output_names = [PROBABILITY_OUTPUT]
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        # The calibration the graph already applies; None for a graph of the bare model.
+        self.calibration = metadata.get(CALIBRATION_METADATA)
 
-    def positive_probability(self, X: np.ndarray) -> np.ndarray:
+    def positive_probability(
+        self, X: np.ndarray, *, output: str = PROBABILITY_OUTPUT
+    ) -> np.ndarray:
+        """P(flood) per row; ``output=MODEL_PROBABILITY_OUTPUT``: before calibration."""
         feed = {self.input_name: np.ascontiguousarray(X, dtype=self.input_dtype)}
-        (probabilities,) = self.session.run(self.output_names, feed)
+        names = self.output_names if output == PROBABILITY_OUTPUT else [output]
+        (probabilities,) = self.session.run(names, feed)
         return probabilities[:, 1].astype(np.float64)
 
 
-def onnx_parity(pipeline: Pipeline, onnx_bytes: bytes, X: np.ndarray) -> float:
-    """Largest absolute gap between scikit-learn's and ONNX's P(flood) over the rows of X."""
+def onnx_parity(
+    pipeline: Pipeline,
+    onnx_bytes: bytes,
+    X: np.ndarray,
+    calibration: Calibration | None = None,
+    *,
+    before_calibration: bool = False,
+) -> float:
+    """Largest absolute gap between scikit-learn's and ONNX's P(flood) over the rows of X.
+
+    With a ``calibration``, scikit-learn's side is calibrated by ``Calibration.apply``; with
+    ``before_calibration`` the calibrated graph's bare-model output is compared instead.
+    """
     rows = np.asarray(X, dtype=np.float64)
     if rows.shape[0] == 0:
         return 0.0
     expected = pipeline.predict_proba(rows)[:, 1]
-    actual = OnnxSession(onnx_bytes).positive_probability(rows)
+    if calibration is not None and not before_calibration:
+        expected = calibration.apply(expected)
+    output = MODEL_PROBABILITY_OUTPUT if before_calibration else PROBABILITY_OUTPUT
+    actual = OnnxSession(onnx_bytes).positive_probability(rows, output=output)
     return float(np.max(np.abs(expected - actual)))
 
 

@@ -7,11 +7,13 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlcore.engine.calibration import Calibration
 from mlcore.engine.errors import SchemaError
 
 FEATURE_DTYPES = ("float", "int")
@@ -216,6 +218,61 @@ def sorted_bands(bands: Iterable[RiskBand]) -> list[RiskBand]:
     return ordered
 
 
+def parse_band_option(text: str, option: str = "bands") -> list[tuple[str, float]]:
+    """``"moderate=0.2,high=0.5"`` as ``[("moderate", 0.2), ("high", 0.5)]``, checked.
+
+    Names are the default bands' (``low`` is implied and always starts at 0); each value must
+    be a number strictly between 0 and 1.
+    """
+    known = [band.name for band in DEFAULT_RISK_BANDS if band.lower > 0]
+    pairs: list[tuple[str, float]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or name not in known:
+            raise SchemaError(
+                f"--{option}: {item!r} is not NAME=NUMBER with NAME one of {', '.join(known)}",
+                fields={option: f"bad item {item!r}"},
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise SchemaError(
+                f"--{option}: {name} must be a number between 0 and 1 (exclusive), not {raw!r}",
+                fields={option: f"{name}: must be between 0 and 1"},
+            )
+        if name in dict(pairs):
+            raise SchemaError(f"--{option}: {name} is given twice", fields={option: "repeated"})
+        pairs.append((name, value))
+    if not pairs:
+        raise SchemaError(f"--{option} names no band", fields={option: "empty"})
+    return pairs
+
+
+def bands_with_lowers(lowers: Mapping[str, float]) -> list[RiskBand]:
+    """The default bands named in ``lowers`` (plus ``low`` from 0), with those lower bounds.
+
+    The bands must keep the default order (moderate below high below severe): a set that
+    puts "high" under "moderate" is refused rather than reordered.
+    """
+    bands = [DEFAULT_RISK_BANDS[0]]
+    for band in DEFAULT_RISK_BANDS[1:]:
+        if band.name in lowers:
+            bands.append(RiskBand(band.name, float(lowers[band.name]), band.meaning, band.colour))
+    for below, above in pairwise(bands):
+        if not below.lower < above.lower:
+            raise SchemaError(
+                f"risk band {above.name!r} starts at {above.lower:g}, not above "
+                f"{below.name!r} at {below.lower:g}",
+                fields={"bands": f"{above.name} not above {below.name}"},
+            )
+    return bands
+
+
 _MANIFEST_REQUIRED = ("name", "features", "target", "class_labels", "risk_bands", "algorithm")
 
 
@@ -240,6 +297,9 @@ class Manifest:
     label_policy: dict[str, Any] = field(default_factory=dict)
     column_roles: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # The map from the model's probability to the served one (calibration.Calibration), or
+    # None for an uncalibrated model.
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.risk_bands = sorted_bands(self.risk_bands)
@@ -251,6 +311,9 @@ class Manifest:
         names = [spec.name for spec in self.features]
         if len(set(names)) != len(names):
             raise SchemaError("feature names must be unique", fields={"features": "duplicates"})
+        if self.calibration is not None:
+            # A malformed map is refused on load rather than on the first prediction.
+            Calibration.from_dict(self.calibration)
 
     @property
     def feature_names(self) -> list[str]:
@@ -285,6 +348,7 @@ class Manifest:
             "label_policy": to_plain(self.label_policy),
             "column_roles": to_plain(self.column_roles),
             "evaluation": to_plain(self.evaluation),
+            "calibration": to_plain(self.calibration),
         }
 
     @classmethod
@@ -322,6 +386,7 @@ class Manifest:
             label_policy=dict(data.get("label_policy") or {}),
             column_roles=list(data.get("column_roles") or []),
             evaluation=dict(data.get("evaluation") or {}),
+            calibration=dict(data["calibration"]) if data.get("calibration") else None,
         )
 
 

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlcore.engine import assessment, drift, labels, synthetic
+from mlcore.engine import calibration as calibrate
 from mlcore.engine.artifacts import sha256_file
 from mlcore.engine.columns import (
     NA_TOKENS,
@@ -31,10 +32,18 @@ from mlcore.engine.columns import (
     read_column,
 )
 from mlcore.engine.errors import DataError
-from mlcore.engine.schema import DEFAULT_RISK_BANDS, FeatureSpec, Manifest, RiskBand
+from mlcore.engine.schema import (
+    DEFAULT_RISK_BANDS,
+    FeatureSpec,
+    Manifest,
+    RiskBand,
+    bands_with_lowers,
+)
 
 ALGORITHMS = ("hgb", "logistic", "random_forest")
 _MIN_PER_CLASS = 5
+# The share of the training rows held out of fitting to calibrate on (when there are enough).
+CALIBRATION_SHARE = 0.2
 
 _LIBRARIES = (
     "numpy",
@@ -417,13 +426,23 @@ def train_model(
     risk_bands: Sequence[RiskBand] = DEFAULT_RISK_BANDS,
     progress: Callable[[str], None] | None = None,
     split: str = "random",
+    calibration: str = "auto",
+    band_recall: Sequence[tuple[str, float]] = (),
 ) -> TrainedModel:
     """Fit, measure on a held-out split, and describe the model in a manifest.
 
     ``split`` is ``random`` (stratified), ``time:COLUMN`` or ``group:COLUMN`` (see
     ``assessment``); the column may be any column of the file, feature or not. The manifest's
     ``evaluation`` holds the split, intervals, test-size and leakage checks and every warning.
+
+    When the training rows allow it, a calibration slice of them (CALIBRATION_SHARE, split the
+    same way as the test rows) is kept out of fitting: ``calibration`` (``auto``, ``sigmoid``,
+    ``isotonic`` or ``none``) is fitted on it, and ``band_recall`` (band name, recall) pairs
+    choose each band's lower bound as the highest that catches that share of its floods.
+    Otherwise ``risk_bands`` are used as given. The test metrics are the served (calibrated)
+    probabilities'; the reliability table shows both.
     """
+    bands_given = tuple(risk_bands) != tuple(DEFAULT_RISK_BANDS)
     say = progress or (lambda message: None)
     pipeline = build_pipeline(algorithm, seed=seed)
     if not 0.0 < test_size < 1.0:
@@ -454,20 +473,64 @@ def train_model(
     y_train, y_test = y[held_out.train], y[held_out.test]
     warnings = [*data.warnings, *assessment.check_test_size(y_test, held_out)]
 
-    say(f"Fitting {algorithm} on {len(y_train):,} rows and {X.shape[1]} features")
-    pipeline.fit(x_train, y_train)
+    if calibration not in calibrate.CHOICES:
+        raise DataError(
+            f"calibration must be one of {', '.join(calibrate.CHOICES)}, not {calibration!r}",
+            fields={"calibration": "invalid choice"},
+        )
+    if calibration == "none" and not band_recall:
+        fit_rows, slice_rows = np.arange(len(y_train)), None
+        slice_note = "not calibrated: --calibration none"
+    else:
+        fit_rows, slice_rows, slice_note = _calibration_slice(
+            y_train, kind, _split_values(data, column), held_out.train, column, seed
+        )
+        if slice_rows is None:
+            warnings.append(slice_note)
+    say(f"Fitting {algorithm} on {len(fit_rows):,} rows and {X.shape[1]} features")
+    pipeline.fit(x_train[fit_rows], y_train[fit_rows])
+
+    calibration_map: calibrate.Calibration | None = None
+    calibration_report: dict[str, Any] = {"method": "none", "reason": slice_note}
+    bands = list(risk_bands)
+    band_report: dict[str, Any] = {"source": "given" if bands_given else "default"}
+    if slice_rows is not None:
+        say(f"Calibrating on {len(slice_rows):,} held-out training rows")
+        raw_slice = pipeline.predict_proba(x_train[slice_rows])[:, 1]
+        calibration_map, calibration_report = calibrate.choose(
+            raw_slice, y_train[slice_rows], seed=seed, method=calibration
+        )
+        served_slice = raw_slice if calibration_map is None else calibration_map.apply(raw_slice)
+        if band_recall:
+            lowers = calibrate.thresholds_for_recall(served_slice, y_train[slice_rows], band_recall)
+            bands = bands_with_lowers(lowers)
+            band_report = {"source": "recall", "targets": dict(band_recall), "lowers": lowers}
+        if calibration_map is None and not band_recall:
+            # Nothing was fitted on the slice's scores, so the model may learn from it too.
+            say(f"Refitting {algorithm} on all {len(y_train):,} training rows (not calibrated)")
+            fit_rows = np.arange(len(y_train))
+            pipeline.fit(x_train, y_train)
+    elif band_recall:
+        raise DataError(
+            f"--band-recall chooses thresholds on held-out training rows, and {slice_note}",
+            fields={"band_recall": "too few rows"},
+        )
 
     say(f"Evaluating on {len(y_test):,} held-out rows")
-    probability = pipeline.predict_proba(x_test)[:, 1]
-    metrics = evaluate(y_test, probability, risk_bands)
-    metrics["n_train"] = len(y_train)
+    raw = pipeline.predict_proba(x_test)[:, 1]
+    probability = raw if calibration_map is None else calibration_map.apply(raw)
+    metrics = evaluate(y_test, probability, bands)
+    metrics["n_train"] = len(fit_rows)
+    if calibration_map is not None:
+        metrics["uncalibrated_brier"] = float(brier_score_loss(y_test, raw, labels=[0, 1]))
+    calibration_report["reliability"] = calibrate.reliability(y_test, probability)
+    calibration_report["reliability_uncalibrated"] = calibrate.reliability(y_test, raw)
     say("Bootstrapping intervals and checking for leakage")
     intervals = assessment.bootstrap_intervals(
-        y_test, probability, risk_bands, groups=held_out.test_groups, seed=seed
+        y_test, probability, bands, groups=held_out.test_groups, seed=seed
     )
-    leakage = assessment.leakage_checks(
-        pd.DataFrame(x_train, columns=data.features), y_train, probability
-    )
+    # The model's own outputs, not the calibration map's steps, tell a handful of values apart.
+    leakage = assessment.leakage_checks(pd.DataFrame(x_train, columns=data.features), y_train, raw)
     warnings += leakage["warnings"]
     evaluation = {
         "split": held_out.description,
@@ -478,6 +541,8 @@ def train_model(
         },
         "intervals": intervals,
         "leakage": leakage,
+        "calibration": calibration_report,
+        "bands": band_report,
         "warnings": warnings,
     }
 
@@ -490,7 +555,7 @@ def train_model(
         features=specs,
         target=data.target,
         class_labels=list(synthetic.CLASS_LABELS),
-        risk_bands=list(risk_bands),
+        risk_bands=bands,
         metrics=metrics,
         reference=reference,
         library_versions=library_versions(),
@@ -500,10 +565,61 @@ def train_model(
         label_policy=dict(data.label_policy),
         column_roles=[role.to_dict() for role in data.column_roles],
         evaluation=evaluation,
+        calibration=None if calibration_map is None else calibration_map.to_dict(),
     )
     auc = metrics["roc_auc"]
     say(f"Done: ROC-AUC {auc:.3f}" if auc is not None else "Done")
     return TrainedModel(pipeline=pipeline, manifest=manifest, x_test=x_test, y_test=y_test)
+
+
+def _calibration_slice(
+    y_train: np.ndarray,
+    kind: str,
+    values: pd.Series | None,
+    train_positions: np.ndarray,
+    column: str | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Training positions to fit on and to calibrate on (None: too few rows), and why.
+
+    The slice is held out the same way as the test rows (the latest rows, whole groups or a
+    stratified draw), so calibration sees the same kind of novelty the test does.
+    """
+    everything = np.arange(len(y_train))
+    counts = np.bincount(y_train, minlength=2)
+    expected = CALIBRATION_SHARE * counts
+    if expected.sum() < calibrate.MIN_ROWS or expected.min() < calibrate.MIN_PER_CLASS:
+        return (
+            everything,
+            None,
+            (
+                f"not calibrated: {len(y_train):,} training rows ({counts[1]:,} flood) leave too "
+                f"few for a calibration slice of {CALIBRATION_SHARE:.0%} with "
+                f"{calibrate.MIN_ROWS} rows and {calibrate.MIN_PER_CLASS} of each class"
+            ),
+        )
+    sliced = assessment.split_rows(
+        y_train,
+        kind=kind,
+        values=None if values is None else values.iloc[train_positions],
+        column=column,
+        test_size=CALIBRATION_SHARE,
+        seed=seed,
+    )
+    slice_counts = np.bincount(y_train[sliced.test], minlength=2)
+    if (
+        slice_counts.min() < calibrate.MIN_PER_CLASS
+        or np.bincount(y_train[sliced.train], minlength=2).min() < _MIN_PER_CLASS
+    ):
+        return (
+            everything,
+            None,
+            (
+                f"not calibrated: the calibration slice held {slice_counts[1]:,} flood and "
+                f"{slice_counts[0]:,} no_flood rows; {calibrate.MIN_PER_CLASS} of each are needed"
+            ),
+        )
+    return sliced.train, sliced.test, ""
 
 
 def _split_text(kind: str, column: str | None) -> str:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
 from floodsite.rest import Pagination, StrictSerializer, client_ip
+from mlcore.engine.explanation import log_odds, sigmoid
 from predictions.models import Outcome, Prediction, Source
 from predictions.selectors import (
     PredictionFilter,
@@ -63,7 +64,8 @@ class FactorOut(serializers.Serializer):
     )
     points = serializers.FloatField(
         help_text="Probability view: the change in probability (0-1) as the factors are added "
-        "in the order listed, from baseline.probability; they add up to the probability."
+        "in the order listed, from baseline.probability; with calibration.points they add up "
+        "to the probability."
     )
     direction = serializers.ChoiceField(choices=["raises", "lowers"])
 
@@ -74,6 +76,15 @@ class BaselineOut(serializers.Serializer):
         "the log-odds of its expected probability)."
     )
     probability = serializers.FloatField(help_text="The baseline as a probability.")
+
+
+class CalibrationOut(serializers.Serializer):
+    log_odds = serializers.FloatField(
+        help_text="How far the model's calibration map moved the model's log-odds "
+        "(baseline + factors) to the answer's: baseline.log_odds + factors + this = "
+        "logit(probability)."
+    )
+    points = serializers.FloatField(help_text="The same step as a change in probability (0-1).")
 
 
 class ModelRefOut(serializers.Serializer):
@@ -106,6 +117,11 @@ class PredictionOut(serializers.Serializer):
     baseline = BaselineOut(
         allow_null=True, help_text="Where the factors start; null when not explained."
     )
+    calibration = CalibrationOut(
+        allow_null=True,
+        help_text="The last step, for a calibrated model; null when the model is not "
+        "calibrated or the answer is not explained.",
+    )
     out_of_range = serializers.ListField(child=serializers.CharField())
     inputs = serializers.DictField(child=serializers.FloatField())
     latency_ms = serializers.FloatField()
@@ -125,6 +141,13 @@ def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "reported_by": outcome.reported_by.get_username(),
         "created_at": outcome.created_at.isoformat(),
     }
+
+
+def _calibration_step(probability: float, shift: float | None) -> dict[str, float] | None:
+    if shift is None:
+        return None
+    before = float(sigmoid(log_odds(probability) - shift))
+    return {"log_odds": shift, "points": probability - before}
 
 
 def prediction_to_dict(
@@ -161,6 +184,7 @@ def prediction_to_dict(
         }
         if explained
         else None,
+        "calibration": _calibration_step(prediction.probability, explained.get("calibration")),
         "out_of_range": prediction.out_of_range,
         "inputs": prediction.inputs,
         "latency_ms": round(prediction.latency_ms, 3),

@@ -57,6 +57,30 @@ class Command(BaseCommand):
                 "e.g. stations, held out)."
             ),
         )
+        parser.add_argument(
+            "--calibration",
+            default="auto",
+            choices=["auto", "none", "sigmoid", "isotonic"],
+            help=(
+                "Map the model's probabilities onto observed flood rates, fitted on a slice of "
+                "the training rows: auto (default) uses sigmoid or isotonic only where it "
+                "clearly lowers the cross-validated Brier score."
+            ),
+        )
+        parser.add_argument(
+            "--bands",
+            help=(
+                "Risk band lower bounds, e.g. moderate=0.2,high=0.5,severe=0.8 (the defaults); "
+                "low always starts at 0 and a band left out is not used."
+            ),
+        )
+        parser.add_argument(
+            "--band-recall",
+            help=(
+                "Choose band lower bounds on held-out training rows to catch these shares of "
+                "floods, e.g. moderate=0.95,high=0.8,severe=0.5."
+            ),
+        )
         parser.add_argument("--name", default=None, help="Model name (FLOODSITE_MODEL_NAME).")
         parser.add_argument("--rows", type=int, default=60_000, help="Synthetic rows.")
         parser.add_argument("--seed", type=int, default=0)
@@ -93,6 +117,9 @@ class Command(BaseCommand):
                 blank_target=opts["blank_target"],
                 exclude=exclude,
                 split=opts["split"],
+                calibration=opts["calibration"],
+                bands=opts["bands"],
+                band_recall=opts["band_recall"],
                 synthetic_rows=opts["rows"],
                 seed=opts["seed"],
                 fmt=opts["format"],

@@ -12,7 +12,8 @@ from mlcore.engine.schema import DEFAULT_RISK_BANDS, Manifest
 @pytest.fixture(scope="session")
 def trained() -> training.TrainedModel:
     data = training.synthetic_training_data(5_000, seed=3)
-    return training.train_model(data, seed=3, feature_specs=synthetic.FEATURES)
+    # Uncalibrated: these tests are about the model itself (test_calibration covers the map).
+    return training.train_model(data, seed=3, feature_specs=synthetic.FEATURES, calibration="none")
 
 
 @pytest.fixture(scope="session")

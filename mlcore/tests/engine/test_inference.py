@@ -140,7 +140,9 @@ def test_prediction_serialises_to_json(predictor, trained) -> None:
         "out_of_range",
         "factors",
         "baseline",
+        "calibration",
     }
+    assert restored["calibration"] is None  # an uncalibrated model
     assert set(restored["factors"][0]) == {
         "feature",
         "value",

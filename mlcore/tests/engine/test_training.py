@@ -248,7 +248,8 @@ def test_default_model_ranks_floods_well(trained) -> None:
     assert metrics["roc_auc"] > 0.8
     assert 0.0 < metrics["brier"] < 0.2
     assert metrics["accuracy"] > 0.75
-    assert metrics["n_train"] + metrics["n_test"] == 5_000
+    calibration_rows = trained.manifest.evaluation["calibration"].get("rows", 0)
+    assert metrics["n_train"] + calibration_rows + metrics["n_test"] == 5_000
     assert metrics["n_test"] == len(trained.y_test) == 1_000
     assert metrics["positive_rate"] == pytest.approx(trained.y_test.mean())
     recalls = [metrics["recall_at_band"][band] for band in ("moderate", "high", "severe")]
