@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlcore.engine import assessment, drift, labels, synthetic
+from mlcore.engine import assessment, drift, encoding, labels, synthetic
 from mlcore.engine.artifacts import sha256_file
 from mlcore.engine.columns import (
     NA_TOKENS,
@@ -357,24 +357,32 @@ def features_from_frame(
     return specs
 
 
-def build_pipeline(algorithm: str, *, seed: int = 0) -> Pipeline:
-    """An unfitted pipeline for one of ALGORITHMS; median imputation keeps blanks usable."""
-    impute = ("impute", SimpleImputer(strategy="median"))
+def build_pipeline(
+    algorithm: str, *, seed: int = 0, features: Sequence[FeatureSpec] = ()
+) -> Pipeline:
+    """An unfitted pipeline for one of ALGORITHMS; median imputation keeps blanks usable.
+
+    When ``features`` has category or cyclic features, an ``encode`` step after the
+    imputation turns them into the columns the model sees (see engine.encoding).
+    """
+    steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if encoding.needs_encoding(features):
+        steps.append(("encode", encoding.encoder_for(features)))
     if algorithm == "hgb":
         model = HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=300, max_leaf_nodes=31, random_state=seed
         )
-        return Pipeline([impute, ("model", model)])
+        return Pipeline([*steps, ("model", model)])
     if algorithm == "logistic":
         return Pipeline(
-            [impute, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=2000))]
+            [*steps, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=2000))]
         )
     if algorithm == "random_forest":
         # Single-threaded so training never starves the web workers sharing the machine.
         model = RandomForestClassifier(
             n_estimators=100, min_samples_leaf=10, n_jobs=1, random_state=seed
         )
-        return Pipeline([impute, ("model", model)])
+        return Pipeline([*steps, ("model", model)])
     raise DataError(
         f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}",
         fields={"algorithm": "unknown algorithm"},
@@ -425,11 +433,11 @@ def train_model(
     ``evaluation`` holds the split, intervals, test-size and leakage checks and every warning.
     """
     say = progress or (lambda message: None)
-    pipeline = build_pipeline(algorithm, seed=seed)
     if not 0.0 < test_size < 1.0:
         raise DataError("test_size must be between 0 and 1", fields={"test_size": "invalid"})
 
     specs = _specs_for(data, feature_specs)
+    pipeline = build_pipeline(algorithm, seed=seed, features=specs)
     X = data.frame[data.features].to_numpy(dtype=np.float64)
     y = data.frame[data.target].to_numpy(dtype=np.int64)
     counts = np.bincount(y, minlength=2)
