@@ -20,8 +20,16 @@ from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
 from mlcore import training_data
-from mlcore.engine import artifacts, drift, evaluation, onnx_export, synthetic, training
-from mlcore.engine.errors import EngineError
+from mlcore.engine import (
+    artifacts,
+    drift,
+    evaluation,
+    feature_schema,
+    onnx_export,
+    synthetic,
+    training,
+)
+from mlcore.engine.errors import DataError, EngineError
 from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import Manifest
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
@@ -627,6 +635,7 @@ def model_version_train(
     blank_target: str = "drop",
     exclude: list[str] | None = None,
     split: str = "random",
+    schema_path: str | None = None,
     synthetic_rows: int = 60_000,
     seed: int = 0,
     fmt: str = ArtifactFormat.JOBLIB,
@@ -635,15 +644,28 @@ def model_version_train(
     promote: bool = False,
     progress: Any = None,
 ) -> ModelVersion:
-    """Train from a CSV (or the synthetic generator when no CSV is given) and register it."""
+    """Train from a CSV (or the synthetic generator when no CSV is given) and register it.
+
+    ``schema_path`` is a YAML or JSON file of feature metadata for the CSV's columns (see
+    mlcore.engine.feature_schema); what it leaves out is inferred from the data.
+    """
     say = progress or (lambda message: None)
     try:
+        if schema_path is not None and data_path is None:
+            raise DataError(
+                "a schema file describes the columns of a CSV: give the CSV too (--data)",
+                fields={"schema": "needs --data"},
+            )
         if data_path is None:
             say(f"generating {synthetic_rows:,} synthetic rows (seed {seed})")
             data = training.synthetic_training_data(n_rows=synthetic_rows, seed=seed)
             specs = list(synthetic.FEATURES)
             source = f"synthetic generator, {synthetic_rows} rows, seed {seed}"
         else:
+            schema = None
+            if schema_path is not None:
+                say(f"reading feature metadata from {schema_path}")
+                schema = feature_schema.read_schema_file(schema_path)
             say(f"reading {data_path}")
             data = training.load_training_csv(
                 data_path,
@@ -653,8 +675,13 @@ def model_version_train(
                 exclude=exclude or (),
                 max_bytes=settings.FLOODSITE_TRAINING_MAX_BYTES,
             )
-            specs = training.features_from_frame(
-                data.frame, data.features, known=synthetic.FEATURES, report=data.report
+            specs = feature_schema.features_from_frame(
+                data.frame,
+                data.features,
+                known=synthetic.FEATURES,
+                schema=schema,
+                columns=[role.name for role in data.column_roles],
+                report=data.report,
             )
             source = f"{Path(data_path).name}"
         for line in data.report:

@@ -189,9 +189,9 @@ def _kind_problem(spec: FeatureSpec) -> str:
     if spec.scope is not None and spec.scope not in FEATURE_SCOPES:
         return f"has scope {spec.scope!r}; expected one of {', '.join(FEATURE_SCOPES)}"
     if kind in ("integer", "category") and spec.dtype != "int":
-        return f"is a {kind} but its dtype is {spec.dtype!r}, not 'int'"
+        return f"has kind {kind} but its dtype is {spec.dtype!r}, not 'int'"
     if kind == "number" and spec.dtype != "float":
-        return f"is a number but its dtype is {spec.dtype!r}, not 'float'"
+        return f"has kind number but its dtype is {spec.dtype!r}, not 'float'"
     if kind == "category":
         codes = [code for code, _ in spec.categories]
         if not codes:
@@ -203,12 +203,12 @@ def _kind_problem(spec: FeatureSpec) -> str:
         if spec.default not in codes:
             return f"has default {_number_text(spec.default)}, which is not one of its codes"
     elif spec.categories:
-        return f"has categories but is a {kind}, not a category"
+        return f"has categories but its kind is {kind}, not category"
     if kind == "cyclic":
         if spec.period is None or not math.isfinite(spec.period) or spec.period <= 0:
             return "is cyclic without a positive period"
     elif spec.period is not None:
-        return f"has a period but is a {kind}, not cyclic"
+        return f"has a period but its kind is {kind}, not cyclic"
     return ""
 
 

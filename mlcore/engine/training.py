@@ -6,7 +6,7 @@ import hashlib
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -31,6 +31,7 @@ from mlcore.engine.columns import (
     read_column,
 )
 from mlcore.engine.errors import DataError
+from mlcore.engine.feature_schema import features_from_frame
 from mlcore.engine.schema import DEFAULT_RISK_BANDS, FeatureSpec, Manifest, RiskBand
 
 ALGORITHMS = ("hgb", "logistic", "random_forest")
@@ -288,73 +289,6 @@ def _check_named_columns(
             f"column(s) both chosen and excluded: {', '.join(clash)}",
             fields={name: "in --features and --exclude" for name in clash},
         )
-
-
-def features_from_frame(
-    frame: pd.DataFrame,
-    features: Sequence[str],
-    *,
-    known: Sequence[FeatureSpec] = (),
-    report: list[str] | None = None,
-) -> list[FeatureSpec]:
-    """Feature specs for a trained-on table, reusing curated specs when a name matches.
-
-    Ranges come from the data's 0.1-99.9 percentiles widened by 10 % of their span: values
-    past the training data are flagged as out of range rather than silently trusted.
-
-    Hard limits (what is physically possible) come only from a curated spec, and only when
-    the column's values keep to them: a CSV says nothing about what is possible, so a column
-    without one gets no hard limits (nothing refused, only flagged) rather than limits guessed
-    from the data. Each such column is named in ``report``.
-    """
-    catalogue = {spec.name: spec for spec in known}
-    specs = []
-    unlimited = []
-    for name in features:
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
-        values = values[np.isfinite(values)]
-        if name in catalogue:
-            spec = catalogue[name]
-            if values.size and (
-                spec.outside_hard_limits(float(values.min()))
-                or spec.outside_hard_limits(float(values.max()))
-            ):
-                # The column is not what the curated name describes (another unit, perhaps).
-                unlimited.append(f"{name} (its values are not {spec.hard_limit_text()})")
-                spec = replace(spec, hard_minimum=None, hard_maximum=None)
-            specs.append(spec)
-            continue
-        unlimited.append(name)
-        if values.size == 0:
-            raise DataError(f"column {name!r} has no numeric values", fields={name: "blank"})
-        integral = bool(np.all(values == np.round(values)))
-        low, high = np.quantile(values, [0.001, 0.999])
-        margin = 0.1 * (high - low)
-        minimum = low - margin
-        if values.min() >= 0 and minimum < 0:
-            minimum = 0.0
-        maximum = high + margin
-        median = float(np.median(values))
-        if integral:
-            minimum, maximum, median = np.floor(minimum), np.ceil(maximum), round(median)
-        specs.append(
-            FeatureSpec(
-                name=name,
-                dtype="int" if integral else "float",
-                unit="",
-                minimum=float(minimum),
-                maximum=float(maximum),
-                description=f"Column {name!r} of the training data.",
-                default=float(median),
-                group="Data",
-            )
-        )
-    if unlimited and report is not None:
-        report.append(
-            f"no hard limits for {', '.join(unlimited)}: nothing says which values are "
-            "possible, so none are refused; values outside the typical range are flagged"
-        )
-    return specs
 
 
 def build_pipeline(

@@ -57,6 +57,16 @@ class Command(BaseCommand):
                 "e.g. stations, held out)."
             ),
         )
+        parser.add_argument(
+            "--schema",
+            metavar="FILE",
+            help=(
+                "YAML or JSON file of feature metadata for the CSV's columns: unit, "
+                "description, kind (number, integer, category, cyclic), scope (place, moment), "
+                "hard and typical limits, category codes, cyclic period (see the README). "
+                "Needs --data; what it leaves out is inferred from the data."
+            ),
+        )
         parser.add_argument("--name", default=None, help="Model name (FLOODSITE_MODEL_NAME).")
         parser.add_argument("--rows", type=int, default=60_000, help="Synthetic rows.")
         parser.add_argument("--seed", type=int, default=0)
@@ -93,6 +103,7 @@ class Command(BaseCommand):
                 blank_target=opts["blank_target"],
                 exclude=exclude,
                 split=opts["split"],
+                schema_path=opts["schema"],
                 synthetic_rows=opts["rows"],
                 seed=opts["seed"],
                 fmt=opts["format"],

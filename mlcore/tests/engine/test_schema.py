@@ -389,7 +389,7 @@ def test_kind_scope_categories_and_period_round_trip_through_the_manifest() -> N
         ({"categories": ((1, "clay"), (1, "sand"))}, "not distinct"),
         ({"default": 7.0}, "default 7, which is not one of its codes"),
         ({"dtype": "float"}, "its dtype is 'float'"),
-        ({"period": 12.0}, "has a period but is a category"),
+        ({"period": 12.0}, "has a period but its kind is category"),
         ({"kind": "cyclic", "categories": ()}, "cyclic without a positive period"),
     ],
 )
