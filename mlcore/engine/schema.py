@@ -123,6 +123,14 @@ class FeatureSpec:
         listed = ", ".join(f"{code} ({label})" for code, label in self.categories)
         return f"must be one of the codes {listed}"
 
+    def kind_text(self) -> str:
+        """'number', 'cyclic, period 12' or 'category: 1 clay, 2 sand', for the model page."""
+        if self.kind == "cyclic" and self.period is not None:
+            return f"cyclic, period {_number_text(self.period)}"
+        if self.kind == "category":
+            return "category: " + ", ".join(f"{code} {label}" for code, label in self.categories)
+        return self.kind
+
     @property
     def category_labels(self) -> dict[int, str]:
         return dict(self.categories)
