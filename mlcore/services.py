@@ -682,6 +682,7 @@ def model_version_train(
                 schema=schema,
                 columns=[role.name for role in data.column_roles],
                 report=data.report,
+                warnings=data.warnings,
             )
             source = f"{Path(data_path).name}"
         for line in data.report:

@@ -183,6 +183,7 @@ def features_from_frame(
     schema: FeatureSchema | None = None,
     columns: Sequence[str] | None = None,
     report: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[FeatureSpec]:
     """Feature specs for a trained-on table: the schema file's entry, else a curated spec whose
     name matches, else what the data shows.
@@ -196,10 +197,11 @@ def features_from_frame(
     rather than limits guessed from the data. The one exception is a month, 1 to 12 by
     definition. Each column without hard limits is named in ``report``. ``columns`` (every
     column of the file) lets a schema entry for a column that is not a feature be told apart
-    from one for a column the file does not have, which is refused.
+    from one for a column the file does not have, which is refused; the first is ignored with
+    a warning, added to ``warnings``.
     """
     schema = schema or {}
-    _check_schema_names(schema, features, columns, report)
+    _check_schema_names(schema, features, columns, warnings)
     catalogue = {spec.name: spec for spec in known}
     specs = []
     unlimited = []
@@ -243,7 +245,7 @@ def _check_schema_names(
     schema: FeatureSchema,
     features: Sequence[str],
     columns: Sequence[str] | None,
-    report: list[str] | None,
+    warnings: list[str] | None,
 ) -> None:
     available = list(columns) if columns is not None else list(features)
     missing = [name for name in schema if name not in available]
@@ -254,10 +256,10 @@ def _check_schema_names(
             fields={name: "not in the data" for name in missing},
         )
     unused = [name for name in schema if name not in features]
-    if unused and report is not None:
-        report.append(
-            f"WARNING: the schema file describes {', '.join(unused)}, which the model does "
-            "not use as features; those entries are ignored"
+    if unused and warnings is not None:
+        warnings.append(
+            f"the schema file describes {', '.join(unused)}, which the model does not use as "
+            "features; those entries are ignored"
         )
 
 

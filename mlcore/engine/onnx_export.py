@@ -37,7 +37,9 @@ def convert_to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
     1.20 cannot convert HistGradientBoostingClassifier under the installed onnx (it emits a
     boolean where onnx now requires an integer), and float32 tree thresholds could route a
     value lying next to a split differently from scikit-learn. Logistic and random-forest
-    pipelines go through skl2onnx (float32 input), which stays within PARITY_TOLERANCE.
+    pipelines go through skl2onnx (float32 input), which stays within PARITY_TOLERANCE; when
+    they encode category or cyclic features, the preprocessing is translated here in double
+    precision and only the final model goes through skl2onnx (see _encoded_graph).
     """
     if not isinstance(pipeline, Pipeline) or not pipeline.steps:
         raise ArtifactError("ONNX export needs a fitted scikit-learn Pipeline")

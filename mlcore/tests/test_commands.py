@@ -224,6 +224,7 @@ def test_train_model_applies_a_schema_file_to_the_manifest(db, tmp_path):
     assert features["max_day_rain_mm"]["unit"] == ""  # not in the file: nothing invented
     assert "feature metadata from the schema file for month, rain_mm, river_level_m" in out
     assert "WARNING: the schema file describes easting" in out
+    assert any("describes easting" in line for line in mv.manifest["evaluation"]["warnings"])
     assert mv.onnx_artifact  # the encoded month passed the parity check at export
     manifest = Manifest.from_dict(mv.manifest)
     inputs = {spec.name: spec.default for spec in manifest.features}

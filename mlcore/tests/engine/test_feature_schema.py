@@ -141,10 +141,10 @@ def test_schema_entries_must_name_columns_of_the_data_and_fit_their_values() -> 
     features = ["rain_mm", "month"]
     columns = list(frame.columns)
 
-    def specs_for(text: str, report: list[str] | None = None):
+    def specs_for(text: str, warnings: list[str] | None = None):
         schema = feature_schema.parse_schema(yaml.safe_load(text), label="schema.yaml")
         return feature_schema.features_from_frame(
-            frame, features, schema=schema, columns=columns, report=report
+            frame, features, schema=schema, columns=columns, warnings=warnings
         )
 
     with pytest.raises(DataError, match=r"names column.s. the data does not have: rainfall"):
@@ -156,9 +156,12 @@ def test_schema_entries_must_name_columns_of_the_data_and_fit_their_values() -> 
         specs_for("features:\n  month: {kind: category, categories: {1: jan, 2: feb}}\n")
     with pytest.raises(DataError, match="says 'rain_mm' is of kind integer, but the column holds"):
         specs_for("features:\n  rain_mm: {kind: integer}\n")
-    report: list[str] = []
-    specs_for("features:\n  year: {unit: a}\n", report)
-    assert any(line.startswith("WARNING: the schema file describes year") for line in report)
+    warnings: list[str] = []
+    specs_for("features:\n  year: {unit: a}\n", warnings)
+    assert warnings == [
+        "the schema file describes year, which the model does not use as features; those "
+        "entries are ignored"
+    ]
 
 
 def test_without_a_file_a_month_column_is_cyclic_and_month_13_is_refused() -> None:
