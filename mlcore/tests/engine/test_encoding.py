@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.pipeline import Pipeline
 
 from mlcore.engine import artifacts, encoding, explanation, onnx_export, synthetic, training
 from mlcore.engine.inference import Predictor
@@ -114,6 +115,15 @@ def test_explanations_add_up_and_name_each_input_once(encoded) -> None:
     assert inside.mean() > 0.5
     gap = explainer.baseline + contributions.sum(axis=1) - log_odds
     assert np.abs(gap[inside]).max() < 1e-8
+    # The explainer encodes without scikit-learn's per-call checks, to the same columns.
+    assert explainer._plain_steps is not None
+    prepare = Pipeline(encoded.pipeline.steps[:-1])
+    np.testing.assert_array_equal(
+        explainer._model_space(encoded.x_test),
+        prepare.transform(encoded.x_test).astype(
+            np.float32 if encoded.manifest.algorithm == "random_forest" else np.float64
+        ),
+    )
     (scored,) = predictor.predict_many(encoded.x_test[:1], top_k=len(SPECS))
     assert sorted(factor.feature for factor in scored.factors) == sorted(NAMES)
 
