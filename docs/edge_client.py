@@ -34,6 +34,11 @@ def refusals(row):  # what the service refuses: values past a hard limit (old mo
             yield f"{name} must be at least {low:.10g}{unit} (hard limit)"
         elif high is not None and low is None and value > high:
             yield f"{name} must be at most {high:.10g}{unit} (hard limit)"
+        elif (codes := features[name].get("categories")) and value not in {
+            c["code"] for c in codes
+        }:  # a category: only its listed codes
+            listed = ", ".join(f"{c['code']} ({c['label']})" for c in codes)
+            yield f"{name} must be one of the codes {listed}"
 
 
 with open(sites, newline="") as handle:
@@ -54,4 +59,4 @@ for number, reason in reasons.items():
         band = [b["name"] for b in bands if b["lower"] <= p[number]][-1]
         output.writerow([number, repr(float(p[number])), band, ""])
 if len(good) < len(rows):
-    sys.exit(f"{len(rows) - len(good)} of {len(rows)} rows refused: outside the hard limits")
+    sys.exit(f"{len(rows) - len(good)} of {len(rows)} rows refused: see their error column")

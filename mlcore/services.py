@@ -20,9 +20,17 @@ from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
 from mlcore import training_data
-from mlcore.engine import artifacts, drift, evaluation, onnx_export, synthetic, training
+from mlcore.engine import (
+    artifacts,
+    drift,
+    evaluation,
+    feature_schema,
+    onnx_export,
+    synthetic,
+    training,
+)
 from mlcore.engine.calibration import Calibration
-from mlcore.engine.errors import EngineError, SchemaError
+from mlcore.engine.errors import DataError, EngineError, SchemaError
 from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import (
     DEFAULT_RISK_BANDS,
@@ -653,6 +661,7 @@ def model_version_train(
     calibration: str = "auto",
     bands: str | None = None,
     band_recall: str | None = None,
+    schema_path: str | None = None,
     synthetic_rows: int = 60_000,
     seed: int = 0,
     fmt: str = ArtifactFormat.JOBLIB,
@@ -667,6 +676,9 @@ def model_version_train(
     ("moderate=0.95,high=0.8") chooses them on held-out training rows to catch those shares of
     floods. Either way the bands are stored in the model's manifest and used wherever it
     serves.
+
+    ``schema_path`` is a YAML or JSON file of feature metadata for the CSV's columns (see
+    mlcore.engine.feature_schema); what it leaves out is inferred from the data.
     """
     say = progress or (lambda message: None)
     try:
@@ -681,12 +693,21 @@ def model_version_train(
             else list(DEFAULT_RISK_BANDS)
         )
         recall = parse_band_option(band_recall, "band-recall") if band_recall else []
+        if schema_path is not None and data_path is None:
+            raise DataError(
+                "a schema file describes the columns of a CSV: give the CSV too (--data)",
+                fields={"schema": "needs --data"},
+            )
         if data_path is None:
             say(f"generating {synthetic_rows:,} synthetic rows (seed {seed})")
             data = training.synthetic_training_data(n_rows=synthetic_rows, seed=seed)
             specs = list(synthetic.FEATURES)
             source = f"synthetic generator, {synthetic_rows} rows, seed {seed}"
         else:
+            schema = None
+            if schema_path is not None:
+                say(f"reading feature metadata from {schema_path}")
+                schema = feature_schema.read_schema_file(schema_path)
             say(f"reading {data_path}")
             data = training.load_training_csv(
                 data_path,
@@ -696,8 +717,14 @@ def model_version_train(
                 exclude=exclude or (),
                 max_bytes=settings.FLOODSITE_TRAINING_MAX_BYTES,
             )
-            specs = training.features_from_frame(
-                data.frame, data.features, known=synthetic.FEATURES, report=data.report
+            specs = feature_schema.features_from_frame(
+                data.frame,
+                data.features,
+                known=synthetic.FEATURES,
+                schema=schema,
+                columns=[role.name for role in data.column_roles],
+                report=data.report,
+                warnings=data.warnings,
             )
             source = f"{Path(data_path).name}"
         for line in data.report:

@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from mlcore.engine.schema import FeatureSpec, Manifest
 from predictions.models import Source
 
+NO_UNIT = "no unit given"
+
 # Unit words that end many feature names; the unit is shown next to the field instead.
 _UNIT_SUFFIXES = {"mm", "m", "pct", "deg", "km2", "km", "per"}
 
@@ -56,6 +58,23 @@ def _hard_limit_attrs(spec: FeatureSpec) -> dict[str, str]:
     return attrs
 
 
+def _category_field(spec: FeatureSpec) -> forms.TypedChoiceField:
+    """A select of the category's labels; the value sent on is the code."""
+    reason = spec.category_reason()
+    field = forms.TypedChoiceField(
+        label=feature_label(spec),
+        choices=[(_number(code), f"{label} ({code})") for code, label in spec.categories],
+        coerce=int,
+        help_text=f"{spec.description} One of the listed {spec.name} codes.",
+        error_messages={
+            "required": "Choose one.",
+            "invalid_choice": f"{reason[:1].upper()}{reason[1:]}.",
+        },
+    )
+    field.unit = ""  # type: ignore[attr-defined]
+    return field
+
+
 class PredictionForm(forms.Form):
     """One field per feature of the manifest, grouped as the manifest groups them.
 
@@ -69,19 +88,29 @@ class PredictionForm(forms.Form):
     def __init__(self, *args: Any, manifest: Manifest, **kwargs: Any) -> None:
         initial = kwargs.setdefault("initial", {})
         for spec in manifest.features:
-            initial.setdefault(spec.name, _number(spec.default))
+            initial.setdefault(spec.name, _number(spec.default))  # a category's code, too
         initial.setdefault("submission", uuid.uuid4())
         super().__init__(*args, **kwargs)
         self.manifest = manifest
         for spec in manifest.features:
+            if spec.kind == "category":
+                self.fields[spec.name] = _category_field(spec)
+                continue
             field_class = forms.IntegerField if spec.dtype == "int" else forms.FloatField
-            unit = f" ({spec.unit})" if spec.unit else ""
+            # A model trained from a CSV without a schema file knows no units; say so rather
+            # than leave the analyst guessing whether a blank means "none".
+            unit = f" ({spec.unit})" if spec.unit else f" ({NO_UNIT})"
             limits = f" Possible values: {spec.hard_limit_text()}." if spec.has_hard_limits else ""
+            cycle = (
+                f" A cycle of {_number(spec.period)}: the last value is next to the first."
+                if spec.kind == "cyclic" and spec.period is not None
+                else ""
+            )
             self.fields[spec.name] = field_class(
                 label=feature_label(spec),
                 help_text=(
                     f"{spec.description} Typical range {_number(spec.minimum)} to "
-                    f"{_number(spec.maximum)}{unit}.{limits}"
+                    f"{_number(spec.maximum)}{unit}.{limits}{cycle}"
                 ),
                 validators=hard_limit_validators(spec),
                 error_messages={
@@ -100,7 +129,7 @@ class PredictionForm(forms.Form):
                     }
                 ),
             )
-            self.fields[spec.name].unit = spec.unit  # type: ignore[attr-defined]
+            self.fields[spec.name].unit = spec.unit or NO_UNIT  # type: ignore[attr-defined]
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         """Bound fields by the manifest's feature groups, in schema order."""

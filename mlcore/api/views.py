@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import VIEW_MODELS
+from mlcore.engine.schema import FEATURE_DTYPES, FEATURE_KINDS, FEATURE_SCOPES, FeatureSpec
 from mlcore.models import ModelVersion, Stage
 from mlcore.selectors import (
     model_version_get,
@@ -37,8 +38,47 @@ class ModelVersionOut(serializers.Serializer):
     notes = serializers.CharField(allow_blank=True)
 
 
+class CategoryOut(serializers.Serializer):
+    code = serializers.IntegerField()
+    label = serializers.CharField()
+
+
+class FeatureOut(serializers.Serializer):
+    """One input of the model, as FeatureSpec.to_dict gives it."""
+
+    name = serializers.CharField()
+    dtype = serializers.ChoiceField(choices=FEATURE_DTYPES)
+    kind = serializers.ChoiceField(
+        choices=FEATURE_KINDS,
+        help_text="number, integer, category (a code from `categories`) or cyclic (a "
+        "position in a cycle of `period`, such as a month).",
+    )
+    scope = serializers.ChoiceField(
+        choices=FEATURE_SCOPES,
+        allow_null=True,
+        help_text="Whether the feature describes the place or the moment; null when not said.",
+    )
+    unit = serializers.CharField(allow_blank=True, help_text="Empty when no unit was given.")
+    description = serializers.CharField()
+    minimum = serializers.FloatField(help_text="Typical range: outside it is scored and flagged.")
+    maximum = serializers.FloatField()
+    hard_minimum = serializers.FloatField(
+        allow_null=True, help_text="Hard limits: outside them is refused; null for none."
+    )
+    hard_maximum = serializers.FloatField(allow_null=True)
+    default = serializers.FloatField()
+    group = serializers.CharField(allow_blank=True)
+    categories = CategoryOut(many=True, help_text="A category's codes; empty for other kinds.")
+    period = serializers.FloatField(allow_null=True, help_text="A cyclic feature's period.")
+
+
 class ModelVersionDetailOut(ModelVersionOut):
     manifest = serializers.DictField(help_text="Feature schema, bands, metrics, references.")
+    features = FeatureOut(
+        many=True,
+        help_text="The manifest's features in input order, with kinds filled in for versions "
+        "registered before kinds existed.",
+    )
 
 
 def model_version_to_dict(mv: ModelVersion, *, manifest: bool = False) -> dict[str, Any]:
@@ -55,6 +95,9 @@ def model_version_to_dict(mv: ModelVersion, *, manifest: bool = False) -> dict[s
     }
     if manifest:
         data["manifest"] = mv.manifest
+        data["features"] = [
+            FeatureSpec.from_dict(feature).to_dict() for feature in mv.manifest["features"]
+        ]
     return data
 
 

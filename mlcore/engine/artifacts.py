@@ -27,6 +27,7 @@ FORMATS = ("joblib", "skops")
 # Types that skops does not trust by default but that the engine's own pipelines contain.
 # Anything else in a skops file is refused before it is constructed.
 TRUSTED_TYPES: tuple[str, ...] = (
+    "mlcore.engine.encoding.FeatureEncoder",
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",

@@ -31,6 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.engine.encoding import FeatureEncoder
 from mlcore.engine.onnx_export import PARITY_TOLERANCE
 
 # Probabilities of exactly 0 or 1 (a forest whose leaves are all pure) have no log-odds;
@@ -265,11 +266,13 @@ class Explainer:
     def _model_space(self, matrix: np.ndarray) -> np.ndarray:
         if self._plain_steps is not None:
             prepared = matrix
-            for fill, centre, scale in self._plain_steps:
+            for fill, centre, scale, encoder in self._plain_steps:
                 if fill is not None:
                     prepared = np.where(np.isnan(prepared), fill, prepared)
                 elif centre is not None and scale is not None:
                     prepared = (prepared - centre) / scale
+                elif encoder is not None:
+                    prepared = encoder.transform(prepared)
         else:
             assert self._prepare is not None
             prepared = self._prepare.transform(matrix)
@@ -308,27 +311,32 @@ class Explainer:
         return phi * slope[:, None]
 
 
-def _plain_steps(
-    steps: Sequence[tuple[str, object]],
-) -> list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] | None:
-    """Median imputation and scaling as plain arrays, or None for any other preprocessing.
+_PlainStep = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, FeatureEncoder | None]
+
+
+def _plain_steps(steps: Sequence[tuple[str, object]]) -> list[_PlainStep] | None:
+    """Median imputation and scaling as plain arrays, the feature encoder as it is (its
+    transform is plain numpy), or None for any other preprocessing.
 
     scikit-learn's transform validates its input on every call, which costs more than the
     TreeSHAP of a small model; these steps are simple enough to apply directly.
     """
-    plain: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
+    plain: list[_PlainStep] = []
     for _, step in steps:
-        if isinstance(step, SimpleImputer):
+        if isinstance(step, FeatureEncoder):
+            plain.append((None, None, None, step))
+        elif isinstance(step, SimpleImputer):
             missing = step.missing_values
             if step.add_indicator or not (isinstance(missing, float) and np.isnan(missing)):
                 return None
             fill = np.asarray(step.statistics_, dtype=np.float64)
-            plain.append((fill, None, None))
+            plain.append((fill, None, None, None))
         elif isinstance(step, StandardScaler):
             n = int(step.n_features_in_)
             centre = step.mean_ if step.with_mean and step.mean_ is not None else np.zeros(n)
             scale = step.scale_ if step.with_std and step.scale_ is not None else np.ones(n)
-            plain.append((None, np.asarray(centre, np.float64), np.asarray(scale, np.float64)))
+            centre, scale = np.asarray(centre, np.float64), np.asarray(scale, np.float64)
+            plain.append((None, centre, scale, None))
         else:
             return None
     return plain

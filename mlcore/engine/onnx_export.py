@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlcore.engine.calibration import CLIP, Calibration
+from mlcore.engine.encoding import FeatureEncoder, encoder_nodes
 from mlcore.engine.errors import ArtifactError
 
 PARITY_TOLERANCE = 1e-5
@@ -46,7 +47,11 @@ def convert_to_onnx(
     1.20 cannot convert HistGradientBoostingClassifier under the installed onnx (it emits a
     boolean where onnx now requires an integer), and float32 tree thresholds could route a
     value lying next to a split differently from scikit-learn. Logistic and random-forest
-    pipelines go through skl2onnx (float32 input), which stays within PARITY_TOLERANCE.
+    pipelines go through skl2onnx (float32 input), which stays within PARITY_TOLERANCE; when
+    they encode category or cyclic features, the preprocessing is translated here in double
+    precision and only the final model goes through skl2onnx (see _encoded_graph). A model's
+    ``calibration`` becomes the last part of the graph, so ``probabilities`` is the served
+    (calibrated) probability for anyone running the file.
     """
     if not isinstance(pipeline, Pipeline) or not pipeline.steps:
         raise ArtifactError("ONNX export needs a fitted scikit-learn Pipeline")
@@ -54,6 +59,8 @@ def convert_to_onnx(
     try:
         if isinstance(final, HistGradientBoostingClassifier):
             model = _boosting_graph(pipeline, n_features)
+        elif any(isinstance(step, FeatureEncoder) for _, step in pipeline.steps):
+            model = _encoded_graph(pipeline, n_features)
         else:
             model = convert_sklearn(
                 pipeline,
@@ -178,11 +185,16 @@ def _preprocess_nodes(
 ) -> str:
     """Append double-precision ONNX nodes for the pipeline's preprocessing; return last output."""
     current = INPUT_NAME
+    width = n_features  # columns flowing between steps; an encoder widens them
     for index, (_, step) in enumerate(steps):
         prefix = f"step{index}_"
+        if isinstance(step, FeatureEncoder):
+            current = encoder_nodes(step, current, prefix, nodes, inits)
+            width = step.n_features_out
+            continue
         if isinstance(step, SimpleImputer):
             stats = np.asarray(step.statistics_, dtype=np.float64)
-            if stats.shape != (n_features,) or not np.all(np.isfinite(stats)):
+            if stats.shape != (width,) or not np.all(np.isfinite(stats)):
                 raise ArtifactError(
                     "the imputer's fill values do not cover every feature; cannot export"
                 )
@@ -197,8 +209,8 @@ def _preprocess_nodes(
                 )
             )
         elif isinstance(step, StandardScaler):
-            mean = step.mean_ if step.with_mean else np.zeros(n_features)
-            scale = step.scale_ if step.with_std else np.ones(n_features)
+            mean = step.mean_ if step.with_mean else np.zeros(width)
+            scale = step.scale_ if step.with_std else np.ones(width)
             inits.append(numpy_helper.from_array(np.asarray(mean, np.float64)[None], prefix + "m"))
             inits.append(numpy_helper.from_array(np.asarray(scale, np.float64)[None], prefix + "s"))
             nodes.append(helper.make_node("Sub", [current, prefix + "m"], [prefix + "centred"]))
@@ -209,6 +221,43 @@ def _preprocess_nodes(
             raise ArtifactError(f"cannot export a {type(step).__name__} step to ONNX")
         current = prefix + "out"
     return current
+
+
+def _encoded_graph(pipeline: Pipeline, n_features: int) -> onnx.ModelProto:
+    """A pipeline with encoded features: our double-precision preprocessing, then skl2onnx's
+    graph of the final model alone (float32, as for an unencoded pipeline).
+
+    skl2onnx has no converter for FeatureEncoder; computing the sines and one-hot columns in
+    double and rounding once to float32 gives the model what scikit-learn's float64 transform
+    gives it, up to that rounding (which a random forest applies to its input anyway).
+    """
+    final = pipeline.steps[-1][1]
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    features = _preprocess_nodes(pipeline.steps[:-1], n_features, nodes, inits)
+    width = int(final.n_features_in_)
+    head = convert_sklearn(
+        final,
+        initial_types=[("encoded_features", FloatTensorType([None, width]))],
+        options={id(final): {"zipmap": False}},
+        target_opset={"": _OPSET, "ai.onnx.ml": _ML_OPSET},
+    )
+    nodes.append(helper.make_node("Cast", [features], ["encoded_features"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(
+        [*nodes, *head.graph.node],
+        f"flood_risk_{type(final).__name__.lower()}",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE, [None, n_features])],
+        list(head.graph.output),
+        initializer=[*inits, *head.graph.initializer],
+    )
+    versions = {opset.domain: opset.version for opset in head.opset_import}
+    versions.setdefault("", _OPSET)  # the preprocessing nodes need the default domain
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid(domain, v) for domain, v in versions.items()],
+        ir_version=_IR_VERSION,
+        producer_name="floodsite-mlcore",
+    )
 
 
 def _boosting_graph(pipeline: Pipeline, n_features: int) -> onnx.ModelProto:

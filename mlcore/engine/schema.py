@@ -17,6 +17,11 @@ from mlcore.engine.calibration import Calibration
 from mlcore.engine.errors import SchemaError
 
 FEATURE_DTYPES = ("float", "int")
+# What a feature's numbers mean: a quantity, a count, a code from a list (soil type), or a
+# position in a cycle (a month: December is next to January).
+FEATURE_KINDS = ("number", "integer", "category", "cyclic")
+# Whether a feature describes the place (elevation) or the moment (rainfall); None: not said.
+FEATURE_SCOPES = ("place", "moment")
 
 REQUIRED = "required"
 UNKNOWN = "unknown feature"
@@ -36,6 +41,11 @@ class FeatureSpec:
     ``hard_minimum``/``hard_maximum`` are what is physically possible (rain is never negative,
     a percentage never above 100): values outside them are refused. None means no limit on
     that side; manifests written before hard limits existed have none, so they refuse nothing.
+
+    ``kind`` is one of FEATURE_KINDS (manifests written before kinds existed get "integer" or
+    "number" from ``dtype``). A category lists its ``categories`` as (code, label) pairs and
+    refuses any other code; a cyclic feature has a ``period`` (12 for a month), and the model
+    sees it as a position on a circle starting at its hard minimum (see engine.encoding).
     """
 
     name: str
@@ -48,6 +58,12 @@ class FeatureSpec:
     group: str
     hard_minimum: float | None = None
     hard_maximum: float | None = None
+    kind: str = ""
+    scope: str | None = None
+    categories: tuple[tuple[int, str], ...] = ()
+    period: float | None = None
+    # The category codes as floats, for validation on the hot path; None for other kinds.
+    _codes: frozenset[float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.dtype not in FEATURE_DTYPES:
@@ -56,6 +72,15 @@ class FeatureSpec:
                 f"{', '.join(FEATURE_DTYPES)}",
                 fields={self.name: "invalid dtype"},
             )
+        if not self.kind:
+            object.__setattr__(self, "kind", "integer" if self.dtype == "int" else "number")
+        object.__setattr__(self, "categories", tuple(tuple(pair) for pair in self.categories))
+        problem = _kind_problem(self)
+        if problem:
+            raise SchemaError(f"feature {self.name!r} {problem}", fields={self.name: problem})
+        if self.kind == "category":
+            codes = frozenset(float(code) for code, _ in self.categories)
+            object.__setattr__(self, "_codes", codes)
         if not self.minimum <= self.maximum:
             raise SchemaError(
                 f"feature {self.name!r} has minimum {self.minimum} above maximum {self.maximum}",
@@ -95,6 +120,23 @@ class FeatureSpec:
         """Why a value outside the hard limits is refused, naming the limit."""
         return f"must be {self.hard_limit_text()} (hard limit)"
 
+    def category_reason(self) -> str:
+        """Why a code outside a category's list is refused, listing the codes."""
+        listed = ", ".join(f"{code} ({label})" for code, label in self.categories)
+        return f"must be one of the codes {listed}"
+
+    def kind_text(self) -> str:
+        """'number', 'cyclic, period 12' or 'category: 1 clay, 2 sand', for the model page."""
+        if self.kind == "cyclic" and self.period is not None:
+            return f"cyclic, period {_number_text(self.period)}"
+        if self.kind == "category":
+            return "category: " + ", ".join(f"{code} {label}" for code, label in self.categories)
+        return self.kind
+
+    @property
+    def category_labels(self) -> dict[int, str]:
+        return dict(self.categories)
+
     def range_text(self) -> str:
         unit = f" ({self.unit})" if self.unit else ""
         return f"between {_number_text(self.minimum)} and {_number_text(self.maximum)}{unit}"
@@ -111,6 +153,10 @@ class FeatureSpec:
             "description": self.description,
             "default": float(self.default),
             "group": self.group,
+            "kind": self.kind,
+            "scope": self.scope,
+            "categories": [{"code": code, "label": label} for code, label in self.categories],
+            "period": _optional_float(self.period),
         }
 
     @classmethod
@@ -135,7 +181,45 @@ class FeatureSpec:
             # Absent in manifests written before hard limits: no limit, nothing refused.
             hard_minimum=_optional_float(data.get("hard_minimum")),
             hard_maximum=_optional_float(data.get("hard_maximum")),
+            # Absent in manifests written before kinds: the kind follows the dtype.
+            kind=str(data.get("kind") or ""),
+            scope=data.get("scope") or None,
+            categories=tuple(
+                (int(item["code"]), str(item["label"])) for item in data.get("categories") or ()
+            ),
+            period=_optional_float(data.get("period")),
         )
+
+
+def _kind_problem(spec: FeatureSpec) -> str:
+    """What is wrong with the spec's kind, scope, categories or period, or ''."""
+    kind = spec.kind
+    if kind not in FEATURE_KINDS:
+        return f"has kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}"
+    if spec.scope is not None and spec.scope not in FEATURE_SCOPES:
+        return f"has scope {spec.scope!r}; expected one of {', '.join(FEATURE_SCOPES)}"
+    if kind in ("integer", "category") and spec.dtype != "int":
+        return f"has kind {kind} but its dtype is {spec.dtype!r}, not 'int'"
+    if kind == "number" and spec.dtype != "float":
+        return f"has kind number but its dtype is {spec.dtype!r}, not 'float'"
+    if kind == "category":
+        codes = [code for code, _ in spec.categories]
+        if not codes:
+            return "is a category with no categories"
+        if any(type(code) is not int for code in codes) or len(set(codes)) != len(codes):
+            return "has category codes that are not distinct whole numbers"
+        if any(not isinstance(label, str) or not label.strip() for _, label in spec.categories):
+            return "has a category without a label"
+        if spec.default not in codes:
+            return f"has default {_number_text(spec.default)}, which is not one of its codes"
+    elif spec.categories:
+        return f"has categories but its kind is {kind}, not category"
+    if kind == "cyclic":
+        if spec.period is None or not math.isfinite(spec.period) or spec.period <= 0:
+            return "is cyclic without a positive period"
+    elif spec.period is not None:
+        return f"has a period but its kind is {kind}, not cyclic"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -452,6 +536,9 @@ def _parse_value(raw: object, spec: FeatureSpec) -> float | str:
     low, high = spec.hard_minimum, spec.hard_maximum
     if (low is not None and number < low) or (high is not None and number > high):
         return spec.hard_limit_reason()
+    codes = spec._codes
+    if codes is not None and number not in codes:
+        return spec.category_reason()
     return number
 
 
@@ -561,10 +648,13 @@ def validate_rows(
             if spec.dtype == "int":
                 problem |= ~problem & (np.floor(column) != column)
             impossible = _outside_hard_limits(spec, column) & ~problem
+            unknown = _unknown_codes(spec, column) & ~problem & ~impossible
             matrix[:, position] = column
-            for flagged in np.flatnonzero(problem | impossible).tolist():
+            for flagged in np.flatnonzero(problem | impossible | unknown).tolist():
                 if impossible[flagged]:
                     reason = spec.hard_limit_reason()
+                elif unknown[flagged]:
+                    reason = spec.category_reason()
                 elif not math.isfinite(column[flagged]):
                     reason = NOT_A_NUMBER
                 else:
@@ -601,6 +691,13 @@ def _outside_hard_limits(spec: FeatureSpec, column: np.ndarray) -> np.ndarray:
     return outside & np.isfinite(column)
 
 
+def _unknown_codes(spec: FeatureSpec, column: np.ndarray) -> np.ndarray:
+    """Rows of ``column`` holding a finite value that is none of a category's codes."""
+    if spec._codes is None:
+        return np.zeros(column.shape, dtype=bool)
+    return ~np.isin(column, list(spec._codes)) & np.isfinite(column)
+
+
 def validate_frame(manifest: Manifest, frame: pd.DataFrame) -> RowValidation:
     """Validate a chunk of CSV rows column by column, without a Python loop per row.
 
@@ -635,11 +732,13 @@ def validate_frame(manifest: Manifest, frame: pd.DataFrame) -> RowValidation:
             finite = np.isfinite(values)
             not_whole[finite] = np.floor(values[finite]) != values[finite]
         impossible = _outside_hard_limits(spec, values) & ~not_whole
+        unknown = _unknown_codes(spec, values) & ~not_whole & ~impossible
         for mask, reason in (
             (blank, REQUIRED),
             (not_number, NOT_A_NUMBER),
             (not_whole, NOT_WHOLE),
             (impossible, spec.hard_limit_reason()),
+            (unknown, spec.category_reason() if spec._codes is not None else ""),
         ):
             if mask.any():
                 problems.append((mask, spec.name, reason))

@@ -71,6 +71,7 @@ TARGET = "flooded"
 CLASS_LABELS = ["no_flood", "flood"]
 BLOCK_ROWS = 10_000
 
+# Weather, river and soil state describe the moment; terrain, land use and history, the place.
 FEATURES: list[FeatureSpec] = [
     FeatureSpec(
         "rainfall_24h_mm",
@@ -84,6 +85,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: the world record is 1,825 mm (Foc-Foc, Réunion, 1966).
         hard_minimum=0.0,
         hard_maximum=2000.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "rainfall_72h_mm",
@@ -97,6 +100,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: the world record is 3,930 mm (Cratère Commerson, Réunion, 2007).
         hard_minimum=0.0,
         hard_maximum=4000.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "snowmelt_mm",
@@ -110,6 +115,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: several times the fastest melt measured (about 150 mm a day).
         hard_minimum=0.0,
         hard_maximum=1000.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "river_level_m",
@@ -123,6 +130,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: a gauge datum sits near the lowest stage; no river rises 100 m.
         hard_minimum=-10.0,
         hard_maximum=100.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "river_level_change_24h_m",
@@ -136,6 +145,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: more than any outburst flood has raised a river in a day.
         hard_minimum=-50.0,
         hard_maximum=50.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "distance_to_river_m",
@@ -149,6 +160,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: no land is 5,000 km from the nearest channel.
         hard_minimum=0.0,
         hard_maximum=5_000_000.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "upstream_catchment_km2",
@@ -162,6 +175,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: the Amazon, the largest basin, drains about 7 million km².
         hard_minimum=0.0,
         hard_maximum=7_500_000.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "storm_surge_m",
@@ -175,6 +190,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: offshore winds lower the sea; the highest surge recorded is about 13 m.
         hard_minimum=-5.0,
         hard_maximum=15.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "elevation_m",
@@ -188,6 +205,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: the Dead Sea shore (-430 m) to Everest (8,849 m).
         hard_minimum=-500.0,
         hard_maximum=9000.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "slope_deg",
@@ -201,6 +220,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: a vertical cliff.
         hard_minimum=0.0,
         hard_maximum=90.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "drainage_density_km_per_km2",
@@ -214,6 +235,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: badlands, the densest networks measured, reach about 800.
         hard_minimum=0.0,
         hard_maximum=2000.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "groundwater_depth_m",
@@ -227,6 +250,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: the deepest water tables measured are about 1 km down.
         hard_minimum=0.0,
         hard_maximum=2000.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "soil_moisture_pct",
@@ -240,6 +265,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: a share of saturation.
         hard_minimum=0.0,
         hard_maximum=100.0,
+        kind="number",
+        scope="moment",
     ),
     FeatureSpec(
         "impervious_surface_pct",
@@ -253,6 +280,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: a share of the area.
         hard_minimum=0.0,
         hard_maximum=100.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "vegetation_cover_pct",
@@ -266,6 +295,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: a share of the area.
         hard_minimum=0.0,
         hard_maximum=100.0,
+        kind="number",
+        scope="place",
     ),
     FeatureSpec(
         "historical_flood_count",
@@ -279,6 +310,8 @@ FEATURES: list[FeatureSpec] = [
         # Hard limits: at most one recorded flood a day over 30 years.
         hard_minimum=0.0,
         hard_maximum=10958.0,
+        kind="integer",
+        scope="place",
     ),
 ]
 

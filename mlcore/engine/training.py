@@ -6,7 +6,7 @@ import hashlib
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlcore.engine import assessment, drift, labels, synthetic
+from mlcore.engine import assessment, drift, encoding, labels, synthetic
 from mlcore.engine import calibration as calibrate
 from mlcore.engine.artifacts import sha256_file
 from mlcore.engine.columns import (
@@ -32,6 +32,7 @@ from mlcore.engine.columns import (
     read_column,
 )
 from mlcore.engine.errors import DataError
+from mlcore.engine.feature_schema import features_from_frame
 from mlcore.engine.schema import (
     DEFAULT_RISK_BANDS,
     FeatureSpec,
@@ -299,91 +300,32 @@ def _check_named_columns(
         )
 
 
-def features_from_frame(
-    frame: pd.DataFrame,
-    features: Sequence[str],
-    *,
-    known: Sequence[FeatureSpec] = (),
-    report: list[str] | None = None,
-) -> list[FeatureSpec]:
-    """Feature specs for a trained-on table, reusing curated specs when a name matches.
+def build_pipeline(
+    algorithm: str, *, seed: int = 0, features: Sequence[FeatureSpec] = ()
+) -> Pipeline:
+    """An unfitted pipeline for one of ALGORITHMS; median imputation keeps blanks usable.
 
-    Ranges come from the data's 0.1-99.9 percentiles widened by 10 % of their span: values
-    past the training data are flagged as out of range rather than silently trusted.
-
-    Hard limits (what is physically possible) come only from a curated spec, and only when
-    the column's values keep to them: a CSV says nothing about what is possible, so a column
-    without one gets no hard limits (nothing refused, only flagged) rather than limits guessed
-    from the data. Each such column is named in ``report``.
+    When ``features`` has category or cyclic features, an ``encode`` step after the
+    imputation turns them into the columns the model sees (see engine.encoding).
     """
-    catalogue = {spec.name: spec for spec in known}
-    specs = []
-    unlimited = []
-    for name in features:
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
-        values = values[np.isfinite(values)]
-        if name in catalogue:
-            spec = catalogue[name]
-            if values.size and (
-                spec.outside_hard_limits(float(values.min()))
-                or spec.outside_hard_limits(float(values.max()))
-            ):
-                # The column is not what the curated name describes (another unit, perhaps).
-                unlimited.append(f"{name} (its values are not {spec.hard_limit_text()})")
-                spec = replace(spec, hard_minimum=None, hard_maximum=None)
-            specs.append(spec)
-            continue
-        unlimited.append(name)
-        if values.size == 0:
-            raise DataError(f"column {name!r} has no numeric values", fields={name: "blank"})
-        integral = bool(np.all(values == np.round(values)))
-        low, high = np.quantile(values, [0.001, 0.999])
-        margin = 0.1 * (high - low)
-        minimum = low - margin
-        if values.min() >= 0 and minimum < 0:
-            minimum = 0.0
-        maximum = high + margin
-        median = float(np.median(values))
-        if integral:
-            minimum, maximum, median = np.floor(minimum), np.ceil(maximum), round(median)
-        specs.append(
-            FeatureSpec(
-                name=name,
-                dtype="int" if integral else "float",
-                unit="",
-                minimum=float(minimum),
-                maximum=float(maximum),
-                description=f"Column {name!r} of the training data.",
-                default=float(median),
-                group="Data",
-            )
-        )
-    if unlimited and report is not None:
-        report.append(
-            f"no hard limits for {', '.join(unlimited)}: nothing says which values are "
-            "possible, so none are refused; values outside the typical range are flagged"
-        )
-    return specs
-
-
-def build_pipeline(algorithm: str, *, seed: int = 0) -> Pipeline:
-    """An unfitted pipeline for one of ALGORITHMS; median imputation keeps blanks usable."""
-    impute = ("impute", SimpleImputer(strategy="median"))
+    steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if encoding.needs_encoding(features):
+        steps.append(("encode", encoding.encoder_for(features)))
     if algorithm == "hgb":
         model = HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=300, max_leaf_nodes=31, random_state=seed
         )
-        return Pipeline([impute, ("model", model)])
+        return Pipeline([*steps, ("model", model)])
     if algorithm == "logistic":
         return Pipeline(
-            [impute, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=2000))]
+            [*steps, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=2000))]
         )
     if algorithm == "random_forest":
         # Single-threaded so training never starves the web workers sharing the machine.
         model = RandomForestClassifier(
             n_estimators=100, min_samples_leaf=10, n_jobs=1, random_state=seed
         )
-        return Pipeline([impute, ("model", model)])
+        return Pipeline([*steps, ("model", model)])
     raise DataError(
         f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}",
         fields={"algorithm": "unknown algorithm"},
@@ -444,11 +386,11 @@ def train_model(
     """
     bands_given = tuple(risk_bands) != tuple(DEFAULT_RISK_BANDS)
     say = progress or (lambda message: None)
-    pipeline = build_pipeline(algorithm, seed=seed)
     if not 0.0 < test_size < 1.0:
         raise DataError("test_size must be between 0 and 1", fields={"test_size": "invalid"})
 
     specs = _specs_for(data, feature_specs)
+    pipeline = build_pipeline(algorithm, seed=seed, features=specs)
     X = data.frame[data.features].to_numpy(dtype=np.float64)
     y = data.frame[data.target].to_numpy(dtype=np.int64)
     counts = np.bincount(y, minlength=2)

@@ -14,6 +14,8 @@ from django.core.management import CommandError, call_command
 from sklearn.metrics import roc_auc_score
 
 from mlcore.engine import synthetic
+from mlcore.engine.errors import SchemaError
+from mlcore.engine.schema import Manifest, validate_inputs
 from mlcore.models import ModelVersion, Stage
 from mlcore.selectors import model_version_load
 
@@ -162,3 +164,92 @@ def test_train_model_on_field_records_reports_the_roc_auc_an_independent_run_fin
     assert features == ["month", "rain_mm", "max_day_rain_mm", "soil_moisture_pct", "river_level_m"]
     assert mv.manifest["label_policy"]["blank_target"] == "no"
     assert {role["name"] for role in mv.manifest["column_roles"]} == set(frame.columns)
+
+
+FIELD_SCHEMA = """\
+features:
+  rain_mm:
+    unit: mm
+    description: Rain over the month at the gauge.
+    kind: number
+    scope: moment
+    hard_minimum: 0
+    hard_maximum: 3000
+  month:
+    description: Month of the record.
+    kind: cyclic
+    period: 12
+    hard_minimum: 1
+    hard_maximum: 12
+    scope: moment
+  river_level_m: {unit: m, scope: moment, group: River}
+  easting: {unit: m, scope: place}
+"""
+
+
+def test_train_model_applies_a_schema_file_to_the_manifest(db, tmp_path):
+    data = tmp_path / "stations.csv"
+    synthetic.write_field_records_csv(data, stations=6, years=10, seed=5)
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(FIELD_SCHEMA)
+
+    out = run(
+        "train_model",
+        "--data",
+        str(data),
+        "--schema",
+        str(schema),
+        "--target",
+        "Flood?",
+        "--blank-target",
+        "no",
+        "--exclude",
+        "temperature_c",
+        "--algorithm",
+        "random_forest",
+    )
+
+    mv = ModelVersion.objects.get()
+    features = {feature["name"]: feature for feature in mv.manifest["features"]}
+    rain, month = features["rain_mm"], features["month"]
+    assert (rain["unit"], rain["kind"], rain["scope"], rain["hard_minimum"]) == (
+        "mm",
+        "number",
+        "moment",
+        0.0,
+    )
+    assert rain["description"] == "Rain over the month at the gauge."
+    assert (month["kind"], month["period"], month["hard_maximum"]) == ("cyclic", 12.0, 12.0)
+    assert features["river_level_m"]["group"] == "River"
+    assert features["max_day_rain_mm"]["unit"] == ""  # not in the file: nothing invented
+    assert "feature metadata from the schema file for month, rain_mm, river_level_m" in out
+    assert "WARNING: the schema file describes easting" in out
+    assert any("describes easting" in line for line in mv.manifest["evaluation"]["warnings"])
+    assert mv.onnx_artifact  # the encoded month passed the parity check at export
+    manifest = Manifest.from_dict(mv.manifest)
+    inputs = {spec.name: spec.default for spec in manifest.features}
+    with pytest.raises(SchemaError) as caught:
+        validate_inputs(manifest, {**inputs, "month": 13, "rain_mm": -1})
+    assert set(caught.value.fields) == {"month", "rain_mm"}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("features:\n  month: {kind: seasonal}\n", "feature 'month', key 'kind': 'seasonal'"),
+        ("features:\n  month: {kind: cyclic\n", "is not valid YAML"),
+        ("features:\n  rainfall: {unit: mm}\n", "the data does not have: rainfall"),
+        ("features:\n  rain_mm: {hard_maximum: 1}\n", "'rain_mm' has"),
+    ],
+)
+def test_train_model_refuses_a_bad_schema_file_clearly(db, tmp_path, text, words):
+    data = tmp_path / "stations.csv"
+    synthetic.write_field_records_csv(data, stations=3, years=3, seed=5)
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(text)
+
+    with pytest.raises(CommandError) as caught:
+        run("train_model", data=str(data), schema=str(schema), target="Flood?", blank_target="no")
+
+    assert words in str(caught.value)
+    assert not ModelVersion.objects.exists()

@@ -34,6 +34,18 @@ def feature_schema(manifest: Manifest) -> dict[str, Any]:
             "x-typical-maximum": spec.maximum,
             "x-group": spec.group,
         }
+        properties[spec.name]["x-kind"] = spec.kind
+        properties[spec.name]["x-scope"] = spec.scope
+        if spec.kind == "category":
+            # The codes are the only values accepted; the labels say what each one means.
+            properties[spec.name]["enum"] = [code for code, _ in spec.categories]
+            properties[spec.name]["x-categories"] = {
+                str(code): label for code, label in spec.categories
+            }
+            listed = ", ".join(f"{code} = {label}" for code, label in spec.categories)
+            properties[spec.name]["description"] = f"{spec.description} One of: {listed}."
+        if spec.kind == "cyclic":
+            properties[spec.name]["x-period"] = spec.period
         # The hard limits are the schema's bounds: a value past them is a 400.
         if spec.hard_minimum is not None:
             properties[spec.name]["minimum"] = spec.hard_minimum

@@ -81,6 +81,16 @@ class Command(BaseCommand):
                 "floods, e.g. moderate=0.95,high=0.8,severe=0.5."
             ),
         )
+        parser.add_argument(
+            "--schema",
+            metavar="FILE",
+            help=(
+                "YAML or JSON file of feature metadata for the CSV's columns: unit, "
+                "description, kind (number, integer, category, cyclic), scope (place, moment), "
+                "hard and typical limits, category codes, cyclic period (see the README). "
+                "Needs --data; what it leaves out is inferred from the data."
+            ),
+        )
         parser.add_argument("--name", default=None, help="Model name (FLOODSITE_MODEL_NAME).")
         parser.add_argument("--rows", type=int, default=60_000, help="Synthetic rows.")
         parser.add_argument("--seed", type=int, default=0)
@@ -120,6 +130,7 @@ class Command(BaseCommand):
                 calibration=opts["calibration"],
                 bands=opts["bands"],
                 band_recall=opts["band_recall"],
+                schema_path=opts["schema"],
                 synthetic_rows=opts["rows"],
                 seed=opts["seed"],
                 fmt=opts["format"],

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -330,3 +331,124 @@ def test_every_synthetic_feature_has_limits_that_hold_its_generated_data() -> No
     for spec in synthetic.FEATURES:
         assert spec.hard_minimum is not None and spec.hard_maximum is not None, spec.name
         assert not any(spec.outside_hard_limits(v) for v in (frame[spec.name].min(), spec.default))
+
+
+SOIL = FeatureSpec(
+    "soil_type",
+    "int",
+    "",
+    1.0,
+    3.0,
+    "Soil under the site.",
+    1.0,
+    "Terrain",
+    kind="category",
+    categories=((1, "clay"), (2, "sand"), (3, "loam")),
+    scope="place",
+)
+
+
+def soil_manifest() -> Manifest:
+    return Manifest(
+        name="soil",
+        features=[*synthetic.FEATURES[:2], SOIL],
+        target=synthetic.TARGET,
+        class_labels=list(synthetic.CLASS_LABELS),
+        risk_bands=list(DEFAULT_RISK_BANDS),
+        algorithm="hgb",
+    )
+
+
+def test_a_manifest_without_kinds_loads_with_the_kind_its_dtype_gives() -> None:
+    old = {key: value for key, value in synthetic.FEATURES[-1].to_dict().items()}
+    for key in ("kind", "scope", "categories", "period"):
+        old.pop(key)
+
+    spec = FeatureSpec.from_dict(old)
+
+    assert (spec.kind, spec.scope, spec.categories, spec.period) == ("integer", None, (), None)
+    assert FeatureSpec.from_dict({**old, "dtype": "float"}).kind == "number"
+
+
+def test_kind_scope_categories_and_period_round_trip_through_the_manifest() -> None:
+    manifest = soil_manifest()
+
+    again = Manifest.from_dict(json.loads(json.dumps(manifest.to_dict())))
+
+    assert again.features[-1] == SOIL
+    assert again.features[-1].category_labels == {1: "clay", 2: "sand", 3: "loam"}
+    assert again.features[-1].to_dict()["categories"][0] == {"code": 1, "label": "clay"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"kind": "colour"}, "has kind 'colour'"),
+        ({"scope": "planet"}, "has scope 'planet'"),
+        ({"categories": ()}, "no categories"),
+        ({"categories": ((1, "clay"), (1, "sand"))}, "not distinct"),
+        ({"default": 7.0}, "default 7, which is not one of its codes"),
+        ({"dtype": "float"}, "its dtype is 'float'"),
+        ({"period": 12.0}, "has a period but its kind is category"),
+        ({"kind": "cyclic", "categories": ()}, "cyclic without a positive period"),
+    ],
+)
+def test_an_inconsistent_kind_is_refused_naming_the_feature(changes, reason) -> None:
+    fields = {**SOIL.to_dict(), **changes}
+    fields["categories"] = changes.get("categories", SOIL.categories)
+
+    with pytest.raises(SchemaError, match=reason) as caught:
+        FeatureSpec(**fields)
+
+    assert "soil_type" in caught.value.fields
+
+
+def test_a_code_outside_the_list_is_refused_everywhere_naming_the_field() -> None:
+    manifest = soil_manifest()
+    good = {"rainfall_24h_mm": 3.0, "rainfall_72h_mm": 20.0, "soil_type": 2}
+    reason = "must be one of the codes 1 (clay), 2 (sand), 3 (loam)"
+
+    assert validate_inputs(manifest, good).tolist() == [3.0, 20.0, 2.0]
+    with pytest.raises(SchemaError) as caught:
+        validate_inputs(manifest, {**good, "soil_type": 4})
+    assert caught.value.fields == {"soil_type": reason}
+    assert "soil_type: must be one of the codes" in caught.value.message
+
+    rows = validate_rows(manifest, [good, {**good, "soil_type": 0}, {**good, "soil_type": "5"}])
+    assert rows.errors == [(1, "soil_type", reason), (2, "soil_type", reason)]
+    assert rows.valid_index.tolist() == [0]
+
+    frame = pd.DataFrame([good, {**good, "soil_type": 9}, {**good, "soil_type": 3}])
+    checked = validate_frame(manifest, frame)
+    assert checked.errors == [(1, "soil_type", reason)]
+    assert checked.valid_index.tolist() == [0, 2]
+
+
+def test_a_month_outside_its_hard_limits_is_refused() -> None:
+    month = FeatureSpec(
+        "month",
+        "int",
+        "",
+        1,
+        12,
+        "Month.",
+        6,
+        "When",
+        hard_minimum=1,
+        hard_maximum=12,
+        kind="cyclic",
+        period=12,
+        scope="moment",
+    )
+    manifest = Manifest(
+        name="m",
+        features=[month],
+        target="flooded",
+        class_labels=list(synthetic.CLASS_LABELS),
+        risk_bands=list(DEFAULT_RISK_BANDS),
+    )
+
+    with pytest.raises(SchemaError) as caught:
+        validate_inputs(manifest, {"month": 13})
+
+    assert caught.value.fields == {"month": "must be between 1 and 12 (hard limit)"}

@@ -225,23 +225,6 @@ def test_synthetic_csv_loads_every_feature(tmp_path) -> None:
     assert data.report == []
 
 
-def test_features_from_frame_reuses_known_specs_and_infers_the_rest() -> None:
-    frame = synthetic.generate(2_000, seed=1).rename(columns={"slope_deg": "gradient"})
-    names = ["rainfall_24h_mm", "gradient", "historical_flood_count"]
-    known = [spec for spec in synthetic.FEATURES if spec.name != "historical_flood_count"]
-
-    specs = training.features_from_frame(frame, names, known=known)
-
-    assert specs[0] == synthetic.FEATURES[0]
-    gradient, count = specs[1], specs[2]
-    assert gradient.dtype == "float" and gradient.unit == ""
-    assert gradient.minimum == 0.0
-    assert gradient.maximum >= frame["gradient"].quantile(0.999)
-    assert gradient.default == pytest.approx(frame["gradient"].median())
-    assert count.dtype == "int"
-    assert count.default == round(frame["historical_flood_count"].median())
-
-
 def test_default_model_ranks_floods_well(trained) -> None:
     metrics = trained.manifest.metrics
 
@@ -322,32 +305,6 @@ def test_training_on_a_user_csv_end_to_end(tmp_path) -> None:
     assert [band.name for band in model.manifest.risk_bands] == ["low", "moderate"]
     assert set(model.manifest.metrics["recall_at_band"]) == {"moderate"}
     assert model.manifest.metrics["roc_auc"] > 0.7
-
-
-def test_csv_columns_get_hard_limits_only_from_a_curated_spec_that_fits_them() -> None:
-    frame = synthetic.generate(2_000, seed=1).rename(columns={"slope_deg": "gradient"})
-    frame["snowmelt_mm"] = frame["snowmelt_mm"] - 50  # not what snowmelt_mm usually means
-    report: list[str] = []
-
-    specs = training.features_from_frame(
-        frame,
-        ["rainfall_24h_mm", "gradient", "snowmelt_mm"],
-        known=synthetic.FEATURES,
-        report=report,
-    )
-
-    rain, gradient, snowmelt = specs
-    assert (rain.hard_minimum, rain.hard_maximum) == (0.0, 2000.0)
-    # Nothing in a CSV says what is possible: no limits are guessed from the data.
-    assert not gradient.has_hard_limits
-    assert (
-        not snowmelt.has_hard_limits and snowmelt.description == synthetic.FEATURES[2].description
-    )
-    assert report == [
-        "no hard limits for gradient, snowmelt_mm (its values are not between 0 and 1000 mm): "
-        "nothing says which values are possible, so none are refused; values outside the "
-        "typical range are flagged"
-    ]
 
 
 def test_the_default_model_manifest_carries_the_hard_limits(trained) -> None:
