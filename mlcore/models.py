@@ -123,11 +123,14 @@ class StageChange(models.Model):
         gate = (self.metrics or {}).get("gate")
         if not gate:
             return "-"
+        leak = (gate.get("failures") or {}).get("leakage")
         if not gate.get("sets"):
-            verdict = "passed" if gate.get("passed") else "no common rows"
+            verdict = "passed" if gate.get("passed") else ("FAILED" if leak else "no common rows")
+            if leak and gate.get("forced"):
+                verdict += ", forced"
             # Why each set of rows could not be used: features differ, no shared rows, ...
             why = [gate["note"]] if gate.get("note") else gate.get("unavailable", [])
-            return "; ".join([verdict, *why])
+            return "; ".join([verdict, *([leak] if leak else []), *why])
         first = gate["sets"][0]
         verdict = "passed" if gate.get("passed") else "FAILED"
         if gate.get("forced") and not gate.get("passed"):
@@ -139,7 +142,7 @@ class StageChange(models.Model):
         )
         if recall is not None:
             numbers += f", recall high+ {recall:.3f}"
-        return f"{verdict} ({first['name']}: {numbers})"
+        return f"{verdict} ({first['name']}: {numbers})" + (f"; {leak}" if leak else "")
 
 
 class RetrainStatus(models.TextChoices):

@@ -326,15 +326,18 @@ def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool
         "max_auc_drop": settings.GATE_MAX_AUC_DROP,
         "min_recall_high": settings.GATE_MIN_RECALL_HIGH,
     }
+    own_reasons, notes = evaluation.own_evaluation_check(loaded.manifest.evaluation)
+    if notes:
+        record["evaluation_notes"] = notes
     if current is None:
         record.update(passed=True, note="no production version to compare with")
-        return record
+        return _gate_verdict(record, model_version, current, own_reasons, force=force)
     try:
         production = model_version_load(model_version=current)
     except ApplicationError as exc:
         # Production cannot serve anyway; a loadable candidate can only be an improvement.
         record.update(passed=True, note=f"production could not be loaded: {exc.message}")
-        return record
+        return _gate_verdict(record, model_version, current, own_reasons, force=force)
     try:
         comparison = model_version_compare(candidate=loaded, production=production)
     except EngineError as exc:
@@ -350,9 +353,26 @@ def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool
             ],
             failures={"gate": "no common labelled rows"},
         )
+    return _gate_verdict(record, model_version, current, own_reasons, force=force)
+
+
+def _gate_verdict(
+    record: dict[str, Any],
+    model_version: ModelVersion,
+    current: ModelVersion | None,
+    own_reasons: list[str],
+    *,
+    force: bool,
+) -> dict[str, Any]:
+    """Add the candidate's own evaluation to the gate's record; raise 409 when it fails."""
+    if own_reasons:
+        record["reasons"] = [*record.get("reasons", []), *own_reasons]
+        record["failures"] = {**record.get("failures", {}), "leakage": own_reasons[0]}
+        record["passed"] = False
     if not record["passed"] and not force:
+        against = f" against {current}" if current else ""
         raise ApplicationError(
-            f"Promotion gate: {model_version} is refused against {current}: "
+            f"Promotion gate: {model_version} is refused{against}: "
             + "; ".join(record["reasons"])
             + ". Promote with force and a reason to override.",
             fields=record["failures"],
@@ -362,7 +382,7 @@ def _gate_check(model_version: ModelVersion, loaded: LoadedModel, *, force: bool
     logger.info(
         "promotion_gate",
         model=str(model_version),
-        production=str(current),
+        production=str(current) if current else None,
         passed=record["passed"],
         forced=force,
     )
@@ -752,7 +772,14 @@ def model_version_train(
     )
     say("registering (ONNX conversion and parity check)")
     # The options that rebuild the same rows from the kept CSV (retrain --with-original).
-    options = {"target": data.target, "blank_target": blank_target, "features": data.features}
+    options = {
+        "target": data.target,
+        "blank_target": blank_target,
+        "features": data.features,
+        # How it was measured and calibrated, so a retrained candidate is measured the same way.
+        "split": split,
+        "calibration": calibration,
+    }
     kept = training_data.kept_data_write(trained=trained, data_path=data_path, options=options)
     try:
         return model_version_register(

@@ -43,6 +43,7 @@ from mlcore import training_data
 from mlcore.engine import evaluation, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.inference import Predictor
+from mlcore.engine.schema import Manifest
 from mlcore.models import ModelVersion, RetrainJob, RetrainStatus
 from mlcore.selectors import model_version_get_production, model_version_load
 from mlcore.services import (
@@ -59,6 +60,26 @@ OUTCOME_ROWS_LIMIT = 200_000
 _SYNTHETIC_SOURCE = re.compile(r"^synthetic\(n_rows=(\d+), seed=(-?\d+)\)$")
 
 Progress = Callable[[str, int], None]
+
+
+def _training_recipe(
+    manifest: Manifest, features: Sequence[str], say: Progress
+) -> tuple[str, str, list[tuple[str, float]]]:
+    """The split, calibration and band-recall targets production was trained with.
+
+    A time or group split on a column that is not a feature cannot be repeated (audit rows
+    carry only the features); the candidate is then split at random, and the progress says so.
+    """
+    options = (manifest.data_fingerprint or {}).get("load_options") or {}
+    split = str(options.get("split") or "random")
+    column = split.partition(":")[2]
+    if column and column not in features:
+        say(f"production was split by {split}; audit rows have no {column!r}, so: random", 12)
+        split = "random"
+    bands = (manifest.evaluation or {}).get("bands") or {}
+    targets = bands.get("targets") if bands.get("source") == "recall" else None
+    recall = [(str(name), float(value)) for name, value in (targets or {}).items()]
+    return split, str(options.get("calibration") or "auto"), recall
 
 
 def _labelled_rows(
@@ -333,6 +354,7 @@ def model_version_retrain(
             "original_rows": n_original,
         },
     )
+    split, calibration, band_recall = _training_recipe(manifest, features, say)
     try:
         trained = training.train_model(
             data,
@@ -342,6 +364,9 @@ def model_version_retrain(
             feature_specs=manifest.features,
             risk_bands=manifest.risk_bands,
             progress=_train_progress(say),
+            split=split,
+            calibration=calibration,
+            band_recall=band_recall,
         )
         say("comparing with production on the same held-out rows", 85)
         held_out = evaluation.LabelledSet(

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from mlcore.engine import accuracy, synthetic
+from mlcore.engine.assessment import FEW_OUTPUTS
 from mlcore.engine.errors import DataError
 from mlcore.engine.schema import RiskBand
 
@@ -197,6 +198,33 @@ class Comparison:
             "sets": [item.to_dict() for item in self.sets],
             "unavailable": list(self.unavailable),
         }
+
+
+def own_evaluation_check(evaluation: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What the candidate's own training-time evaluation says: (reasons to refuse, notes).
+
+    A failed leakage check refuses (a column that alone separates the classes, or a model with
+    a handful of outputs, makes every other number on the page untrustworthy); the rest of the
+    evaluation's warnings (small test set, a policy that moved prevalence, a lenient split)
+    are carried into the gate's record as notes. Versions trained before evaluations were
+    recorded have nothing to check.
+    """
+    leakage = evaluation.get("leakage") or {}
+    reasons = []
+    if leakage and not leakage.get("passed", True):
+        found = [
+            f"{name} alone reaches ROC-AUC {auc:.3f}"
+            for name, auc in (leakage.get("separating_columns") or {}).items()
+        ]
+        outputs = leakage.get("distinct_outputs")
+        if outputs is not None and outputs <= FEW_OUTPUTS:
+            found.append(f"only {outputs} distinct outputs on its test rows")
+        reasons.append(
+            "the candidate failed its own leakage check at training ("
+            + ("; ".join(found) or "see its model page")
+            + ")"
+        )
+    return reasons, [str(warning) for warning in evaluation.get("warnings", [])]
 
 
 def _fmt(value: float | None) -> str:

@@ -253,3 +253,32 @@ def test_train_model_refuses_a_bad_schema_file_clearly(db, tmp_path, text, words
 
     assert words in str(caught.value)
     assert not ModelVersion.objects.exists()
+
+
+def test_train_model_sets_risk_bands_and_says_how_it_calibrated(db):
+    output = run("train_model", "--rows", "3000", "--seed", "4", "--bands", "moderate=0.3,high=0.6")
+    mv = ModelVersion.objects.get()
+    bands = [(band["name"], band["lower"]) for band in mv.manifest["risk_bands"]]
+    assert bands == [("low", 0.0), ("moderate", 0.3), ("high", 0.6)]
+    assert mv.manifest["evaluation"]["bands"] == {"source": "given"}
+    assert "risk bands: as given by --bands" in output
+    assert re.search(r"calibration: (sigmoid|isotonic) chosen|calibration: not calibrated", output)
+    assert "calibration error on the test rows" in output
+    # The served model answers in its own bands: a probability of 0.55 is "moderate" here.
+    served = model_version_load(model_version=mv).predictor
+    assert served.manifest.band_for(0.55).name == "moderate"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--bands", "high=0.3,moderate=0.6"], "'high' starts at 0.3, not above 'moderate'"),
+        (["--bands", "extreme=0.9"], "NAME=NUMBER"),
+        (["--bands", "high=0.6", "--band-recall", "high=0.8"], "not both"),
+        (["--band-recall", "high=1.2"], "between 0 and 1"),
+    ],
+)
+def test_train_model_refuses_bad_band_options_by_name(db, options, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("train_model", "--rows", "600", *options)
+    assert not ModelVersion.objects.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,26 @@ def test_two_admins_promoting_at_once_one_wins_the_other_gets_409(register_model
     ) == [winners[0].pk]
     production.refresh_from_db()
     assert production.stage == Stage.ARCHIVED
+
+
+def test_a_candidate_that_failed_its_own_leakage_check_is_refused_until_forced(db, tmp_path):
+    path = tmp_path / "threshold.csv"
+    synthetic.write_field_records_csv(path, stations=6, years=15, label="threshold")
+    args = ["--data", str(path), "--target", "Flood?", "--blank-target", "no"]
+    call_command("train_model", *args, "--algorithm", "logistic", stdout=StringIO())
+    candidate = ModelVersion.objects.get()
+
+    # Refused with no production version to compare with, too: its own numbers are not real.
+    with pytest.raises(
+        CommandError, match=r"leakage check.*river_level_m alone reaches ROC-AUC 1\.000"
+    ):
+        call_command("promote_model", candidate.name, str(candidate.version), reason="try")
+    call_command(
+        "promote_model", candidate.name, str(candidate.version), reason="known", force=True
+    )
+    change = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION)
+    gate = change.metrics["gate"]
+    assert gate["forced"] and not gate["passed"]
+    assert "river_level_m alone" in gate["failures"]["leakage"]
+    assert any("alone separates" in note for note in gate["evaluation_notes"])
+    assert change.gate_summary().startswith("FAILED, forced; the candidate failed its own")

@@ -357,3 +357,18 @@ def test_the_model_page_shows_the_label_policy_roles_split_intervals_and_warning
     assert f"95% interval {low:.3f} to {high:.3f}" in text
     assert re.search(r'<td class="mono">record_no</td><td>id</td>', text)
     assert "Leakage check" in text
+
+
+def test_the_model_page_shows_calibration_the_reliability_diagram_and_the_bands(
+    client, analyst, production_model
+):
+    client.force_login(analyst)
+    page = client.get(f"/models/{production_model.name}/{production_model.version}/")
+    text = page.content.decode()
+    calibration = production_model.manifest["evaluation"]["calibration"]
+    assert "<dt>Calibration</dt>" in text and escape(calibration["reason"]) in text
+    diagram = re.search(r'<figure class="chart reliability".*?</figure>', text, re.S)
+    assert diagram is not None
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', diagram.group(0))
+    assert len(dots) == len(calibration["reliability"]["bins"]) > 3
+    assert "low from 0, moderate from 0.2, high from 0.5, severe from 0.8 (the defaults)" in text

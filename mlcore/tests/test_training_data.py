@@ -86,6 +86,8 @@ def test_train_model_keeps_the_csv_beside_the_artifact_pinned_by_sha256(db, tmp_
         "target": "flooded",
         "blank_target": "drop",
         "features": FEATURES,
+        "split": "random",
+        "calibration": "auto",
     }
 
 
@@ -172,3 +174,21 @@ def test_the_gate_compares_a_csv_candidate_on_its_own_held_out_split(csv_product
     assert held_out["candidate"]["roc_auc"] > 0.7 and held_out["production"]["roc_auc"] > 0.7
     # Every outcome trained the candidate: the reason they are not used is named.
     assert "no shared rows" in " ".join(gate["gate"]["unavailable"])
+
+
+def test_retraining_repeats_the_calibration_choice_and_the_recall_targets(db, tmp_path, user):
+    source = field_csv(tmp_path / "gauges.csv")
+    args = ["--data", str(source), "--blank-target", "drop", "--seed", "3", "--promote"]
+    recipe = ["--calibration", "none", "--band-recall", "moderate=0.9,high=0.7"]
+    call_command("train_model", *args, *recipe, stdout=StringIO())
+    production = ModelVersion.objects.get()
+    assert production.manifest["evaluation"]["bands"]["targets"] == {"moderate": 0.9, "high": 0.7}
+    record(user, 60)
+
+    mv = model_version_retrain(name=NAME, include_original=True)
+
+    evaluation = mv.manifest["evaluation"]
+    assert evaluation["calibration"]["reason"] == "not calibrated: --calibration none"
+    assert evaluation["bands"]["source"] == "recall"
+    assert evaluation["bands"]["targets"] == {"moderate": 0.9, "high": 0.7}
+    assert [band["name"] for band in mv.manifest["risk_bands"]] == ["low", "moderate", "high"]

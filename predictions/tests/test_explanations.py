@@ -18,14 +18,17 @@ def _sigmoid(value: float) -> float:
 
 
 def _adds_up(body: dict) -> None:
-    """baseline + factors = the answer, on the log-odds scale and in the probability view."""
+    """baseline + factors (+ the calibration step) = the answer, on the log-odds scale and in
+    the probability view."""
     baseline = body["baseline"]
     assert baseline is not None
     assert baseline["probability"] == pytest.approx(_sigmoid(baseline["log_odds"]), abs=1e-12)
+    step = body["calibration"] or {"log_odds": 0.0, "points": 0.0}
     total = baseline["log_odds"] + sum(f["contribution"] for f in body["factors"])
+    total += step["log_odds"]
     # The served probability may come from ONNX (float32): within its parity tolerance.
     assert _sigmoid(total) == pytest.approx(body["probability"], abs=1e-5)
-    walked = baseline["probability"] + sum(f["points"] for f in body["factors"])
+    walked = baseline["probability"] + sum(f["points"] for f in body["factors"]) + step["points"]
     assert walked == pytest.approx(body["probability"], abs=1e-5)
     sizes = [abs(f["contribution"]) for f in body["factors"]]
     assert sizes == sorted(sizes, reverse=True)
@@ -45,6 +48,8 @@ def test_api_explanation_on_request_adds_up_to_the_answer(api, typical_inputs, c
     body = response.json()
     _adds_up(body)
     assert len(body["factors"]) >= 3
+    # The fixture model is calibrated: the map's step is stated, not folded into the factors.
+    assert production_calibrated(body)
     # The audit row keeps the explanation the caller was given.
     row = Prediction.objects.get(pk=body["id"])
     assert row.explanation["factors"] == body["factors"]
@@ -60,6 +65,12 @@ def test_api_without_explain_answers_fast_and_says_there_is_none(api, typical_in
     fetched = api.get(f"{URL}{body['id']}/?explain=1").json()
     assert fetched["probability"] == body["probability"]
     _adds_up(fetched)
+
+
+def production_calibrated(body: dict) -> bool:
+    row = Prediction.objects.get(pk=body["id"])
+    calibrated = row.model_version.manifest.get("calibration") is not None
+    return calibrated and body["calibration"] is not None and body["calibration"]["log_odds"] != 0
 
 
 def _page_numbers(page: str) -> tuple[float, float, list[float]]:
@@ -79,6 +90,7 @@ def test_result_page_factors_and_baseline_add_up_to_the_answer(client, analyst, 
 
     answer, baseline, points = _page_numbers(page)
     assert "compared with a typical site" not in page
+    assert "Calibration (the model's score mapped onto observed flood rates)" in page
     assert "baseline" in page
     assert len(points) >= 3
     # Every number on the page is rounded to 0.1: at most 0.05 off each.
