@@ -154,7 +154,8 @@ def test_train_model_on_field_records_reports_the_roc_auc_an_independent_run_fin
     assert abs(reported - independent) <= 0.01
     assert mv.manifest["evaluation"]["test_counts"]["rows"] == int(test.sum())
 
-    # Policy, roles, split, interval and leakage check are all on the screen.
+    # Policy, roles, split, interval, leakage check and calibration are all on the screen.
+    assert re.search(r"calibration: (not calibrated|sigmoid|isotonic)", out)
     assert "label policy --blank-target no: before" in out
     assert re.search(r"record_no +id ", out) and re.search(r"easting +id ", out)
     assert re.search(r"year +time ", out) and re.search(r"station +group ", out)
