@@ -127,18 +127,39 @@ def api_token_still_valid(
 
 
 class CachedToken(NamedTuple):
-    user: Any
+    """A token this process checked: its user's id and field values as read, never an instance.
+
+    Each request that reuses the check gets a User of its own built from ``user_values``, so
+    nothing one request caches on its user (permissions, attributes) is seen by another thread.
+    """
+
+    user_id: Any
+    user_values: tuple[Any, ...]  # User._meta.concrete_fields order
     expiry: datetime | None
     reuse_until: float  # time.monotonic()
 
 
-# Per process: token digest -> the user it authenticated, for API_TOKEN_CACHE_SECONDS.
+# Per process: token digest -> what its check found, for API_TOKEN_CACHE_SECONDS.
 _checked_tokens: dict[str, CachedToken] = {}
 _CHECKED_TOKENS_MAX = 10_000
 
 
 def forget_checked_token(digest: str) -> None:
     _checked_tokens.pop(digest, None)
+
+
+def forget_checked_user(user_id: Any) -> None:
+    """Drop this process's reusable checks of a user's tokens (renamed, deactivated, ...).
+
+    Other processes notice within API_TOKEN_CACHE_SECONDS, and their guarded writes refuse a
+    deactivated user at once; a rename shows there when their reuse runs out.
+    """
+    for digest in [d for d, entry in _checked_tokens.items() if entry.user_id == user_id]:
+        _checked_tokens.pop(digest, None)
+
+
+def _user_attnames() -> list[str]:
+    return [f.attname for f in User._meta.concrete_fields]
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -168,11 +189,11 @@ class ApiTokenAuthentication(TokenAuthentication):
 
         Only for a request whose one write is guarded by ``api_token_still_valid``: a token
         revoked or expired since, a deactivated user, or one who lost the permission the write
-        needs, is then refused by that write. The user is shared by the requests that reuse
-        the check, so its cached permissions may be older than the request: the guard decides.
+        needs, is then refused by that write; the guard, not the reused check, decides.
         Anything else must call ``authenticate_credentials``. A reuse lasts at most
         API_TOKEN_CACHE_SECONDS and at most LAST_USED_RESOLUTION, so a token's "last used"
-        on the tokens page stays within two of those of the truth.
+        on the tokens page stays within two of those of the truth. Every call returns a User
+        of its own; saving a user drops this process's reuse of its tokens.
         """
         if not _TOKEN_TEXT.fullmatch(token):
             raise exceptions.AuthenticationFailed("Invalid token.")
@@ -184,13 +205,17 @@ class ApiTokenAuthentication(TokenAuthentication):
             and cached.reuse_until > time.monotonic()
             and (cached.expiry is None or cached.expiry > timezone.now())
         ):
-            return cached.user, digest
+            return User.from_db(DEFAULT_DB_ALIAS, _user_attnames(), cached.user_values), digest
         user, auth_token = self.authenticate_credentials(token)
         if seconds > 0:
             if len(_checked_tokens) >= _CHECKED_TOKENS_MAX:
                 _checked_tokens.clear()
+            values = tuple(getattr(user, name) for name in _user_attnames())
             _checked_tokens[digest] = CachedToken(
-                user=user, expiry=auth_token.expiry, reuse_until=time.monotonic() + seconds
+                user_id=user.pk,
+                user_values=values,
+                expiry=auth_token.expiry,
+                reuse_until=time.monotonic() + seconds,
             )
         return user, digest
 
