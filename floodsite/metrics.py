@@ -259,8 +259,7 @@ _request_children: dict[tuple[str, str], tuple[Any, dict[int, Any]]] = {}
 def request_observed(request: HttpRequest, response: HttpResponse, seconds: float) -> None:
     """One answered request: its time, its status and, for 4xx/5xx, its error code.
 
-    MetricsMiddleware calls this for every request; the prediction fast path
-    (predictions/api/fastpath.py) for the requests it answers before the middleware below it.
+    MetricsMiddleware calls this for every request.
     """
     method = request.method if request.method in _METHODS else "other"
     key = (method, _route(request))

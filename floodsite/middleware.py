@@ -36,8 +36,8 @@ def request_begin(request: HttpRequest) -> None:
     """Give the request its id and bind it to the logging context of this thread.
 
     The context is clean here: the request before it on this thread cleared it when it ended
-    (RequestIDMiddleware and the prediction fast path both clear in ``finally``), and clearing
-    walks every context variable of the thread (about 27, most of them Django's).
+    (RequestIDMiddleware clears in ``finally``), and clearing walks every context variable of
+    the thread (most of them Django's).
     """
     request_id = request_id_from(request)
     request.request_id = request_id  # type: ignore[attr-defined]
@@ -57,11 +57,7 @@ def request_end(request: HttpRequest, response: HttpResponse, started: float) ->
 
 
 class RequestIDMiddleware:
-    """Binds a request id to the logging context, returns it, and logs one line per request.
-
-    The prediction fast path (predictions/api/fastpath.py) does the same with the same two
-    functions for the requests it answers.
-    """
+    """Binds a request id to the logging context, returns it, and logs one line per request."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

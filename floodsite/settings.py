@@ -120,11 +120,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # A plain token-authenticated single prediction is answered here, before any other
-    # middleware and before URL resolution (predictions/api/fastpath.py); it shapes its answers
-    # with the same code as the six middleware below it (metrics, request id and log line,
-    # security headers, frame options, CSP). Anything else goes on down the list.
-    "predictions.api.fastpath.FastPathMiddleware",
     # Near the top, so the request time it records covers the middleware below it.
     "floodsite.metrics.MetricsMiddleware",
     "floodsite.middleware.RequestIDMiddleware",

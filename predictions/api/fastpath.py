@@ -18,31 +18,22 @@ outage); and, after scoring, an INSERT its guard refused. So every error respons
 coming from one place, and only a valid-looking request with a working token of a user
 allowed to predict takes this path.
 
-``FastPathMiddleware``, first in MIDDLEWARE, calls it before any other middleware and before
-URL resolution, and only for a request the site would serve: a Host outside ALLOWED_HOSTS, a
-User-Agent in DISALLOWED_USER_AGENTS or a redirect the middleware would send (HTTPS, www.)
-goes down the list to be refused or redirected there. The middleware that shape every
-response (metrics, request id and log line, security headers, frame options, CSP) would cost
-more than the prediction's own glue, so the fast path gives its answers the same shaping
-itself, through the same functions and the same middleware classes (see the class).
+``prediction_collection`` is the view at that URL: inside the ordinary middleware chain (so the
+Host and User-Agent checks, request id, log line, metrics and security headers are Django's and
+the project's own middleware, on this path as on every other), it tries ``handle`` for a POST and
+hands everything it declines to the DRF view, which also documents the endpoint.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from functools import update_wrapper
 from typing import Any
 
 import orjson
-import structlog
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.core.handlers.exception import response_for_exception
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
-from django.urls import resolve, reverse
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from rest_framework import exceptions as drf_exceptions
 
 from accounts.authentication import (
@@ -51,12 +42,10 @@ from accounts.authentication import (
     forget_checked_token,
 )
 from accounts.roles import PREDICT
-from floodsite import metrics
 from floodsite.db import GuardFailed
 from floodsite.exceptions import ApplicationError, error_body
-from floodsite.middleware import request_begin, request_end
 from floodsite.rest import ScopedThrottle, client_ip
-from predictions.api.views import prediction_to_dict
+from predictions.api.views import PredictionCollectionApi, prediction_to_dict
 from predictions.models import Source
 from predictions.services import prediction_create
 
@@ -174,110 +163,22 @@ def _json(body: dict[str, Any], *, status: int) -> HttpResponse:
     return response
 
 
-# The middleware whose only work on a response is adding headers; the fast path adds the same
-# headers to its answers (see FastPathMiddleware._shaping_headers), innermost first, as the
-# middleware list would.
-_HEADER_MIDDLEWARE = (
-    "floodsite.middleware.CSPMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-)
+_FULL_VIEW = PredictionCollectionApi.as_view()
 
 
-def _no_response(request: HttpRequest) -> HttpResponse:
-    raise AssertionError("only process_response of the header middleware is used")
-
-
-def _common_checks_pass(request: HttpRequest) -> bool:
-    """What CommonMiddleware checks before any view: the User-Agent against
-    DISALLOWED_USER_AGENTS, the Host against ALLOWED_HOSTS, and PREPEND_WWW.
-
-    False sends the request down the middleware list, where Django refuses it exactly as it
-    refuses any other URL (403, 400 with its security log line, or the redirect), so the
-    fast path never answers a request the rest of the site would not.
-    """
-    user_agent = request.META.get("HTTP_USER_AGENT")
-    if user_agent is not None and any(
-        pattern.search(user_agent) for pattern in settings.DISALLOWED_USER_AGENTS
-    ):
-        return False
-    try:
-        host = request.get_host()
-    except DisallowedHost:
-        return False
-    return not (settings.PREPEND_WWW and host and not host.startswith("www."))
-
-
-class FastPathMiddleware:
-    """First in MIDDLEWARE: sends `POST /api/v1/predictions/` with a token to ``handle``.
-
-    What it answers it also shapes itself, with the code of the middleware below it: the
-    request id and log line (floodsite.middleware), the request metrics (floodsite.metrics),
-    and the headers of the security, frame-options and CSP middleware, worked out once per
-    (HTTPS or not, status) by letting those middleware shape a blank response. So its answers
-    carry exactly what the same answer from the view would, without the request passing
-    through the nine middleware only browser pages need. Anything it declines, and every other
-    request, continues down the middleware list untouched.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-        self._path = reverse("api-predictions")
-        # The metrics label the answer by URL pattern, as if the URL had been resolved.
-        self._match = resolve(self._path)
-        self._shapers = [
-            import_string(path)(_no_response)
-            for path in _HEADER_MIDDLEWARE
-            if path in settings.MIDDLEWARE
-        ]
-        self._headers: dict[tuple[bool, int], list[tuple[str, str]]] = {}
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (
-            request.method == "POST"
-            and request.path_info == self._path
-            and request.META.get("HTTP_AUTHORIZATION", "").startswith("Token ")
-            # SecurityMiddleware answers plain HTTP with a redirect to HTTPS when told to.
-            and not (settings.SECURE_SSL_REDIRECT and not request.is_secure())
-            and _common_checks_pass(request)
-        ):
-            response = self._answer(request)
-            if response is not None:
-                return response
-        return self.get_response(request)
-
-    def _answer(self, request: HttpRequest) -> HttpResponse | None:
-        started = time.perf_counter()
-        request_begin(request)
+def prediction_collection(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """`/api/v1/predictions/`: a plain single prediction answered by ``handle``, else DRF."""
+    if request.method == "POST":
         try:
-            try:
-                response = handle(request)
-            except DatabaseError:
-                # Nothing was written; the view meets the same error and answers it (503).
-                response = None
-            except Exception as exc:  # answered as Django answers any view's
-                response = response_for_exception(request, exc)
-            if response is None:
-                return None
-            request.resolver_match = self._match
-            for name, value in self._shaping_headers(request, response.status_code):
-                if name not in response:
-                    response[name] = value
-            request_end(request, response, started)
-            metrics.request_observed(request, response, time.perf_counter() - started)
+            response = handle(request)
+        except DatabaseError:
+            # Nothing was written; the DRF view meets the same error and answers it (503).
+            response = None
+        if response is not None:
             return response
-        finally:
-            structlog.contextvars.clear_contextvars()
+    return _FULL_VIEW(request, *args, **kwargs)
 
-    def _shaping_headers(self, request: HttpRequest, status: int) -> list[tuple[str, str]]:
-        """What the header middleware add to a JSON answer of this status on this scheme."""
-        key = (request.is_secure(), status)
-        headers = self._headers.get(key)
-        if headers is None:
-            probe = HttpResponse(status=status, content_type="application/json")
-            before = {name.lower() for name in probe.headers}
-            for shaper in self._shapers:
-                probe = shaper.process_response(request, probe)
-            headers = [(name, value) for name, value in probe.items() if name.lower() not in before]
-            self._headers[key] = headers
-        return headers
+
+# The DRF view's attributes: csrf_exempt (a token POST carries no CSRF cookie; DRF enforces CSRF
+# itself for session sign-ins) and cls/initkwargs, from which drf-spectacular documents the URL.
+update_wrapper(prediction_collection, _FULL_VIEW, assigned=())

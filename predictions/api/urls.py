@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from predictions.api import batches, views
+from predictions.api import batches, fastpath, views
 
 urlpatterns = [
-    path("predictions/", views.PredictionCollectionApi.as_view(), name="api-predictions"),
+    # A plain single prediction is answered without DRF; the rest goes to PredictionCollectionApi.
+    path("predictions/", fastpath.prediction_collection, name="api-predictions"),
     path(
         "predictions/<str:prediction_id>/",
         views.PredictionDetailApi.as_view(),
