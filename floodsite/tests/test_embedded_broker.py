@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # writes its exchange tables as it declares them.
 SEND = (
     "import django; django.setup();"
+    # The folders setup_site and run_site make before anything is sent.
+    "from floodsite.local_state import local_state_prepare; local_state_prepare();"
     "from floodsite.celery import app;"
     "app.send_task('predictions.tasks.batch_resume_stalled_task');"
     "app.control.ping(timeout=0.2)"
