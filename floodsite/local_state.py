@@ -92,10 +92,13 @@ def secret_key_require() -> None:
 
 
 def local_state_require() -> None:
-    """Stop with one line when the secret key or a folder the settings expect is missing."""
+    """Stop with one line when the secret key or a broker or result folder is missing (media
+    and metrics folders are made when first written to)."""
     secret_key_require()
+    made_on_demand = {Path(settings.MEDIA_ROOT), Path(settings.METRICS_DIR)}
+    made_on_demand.add(Path(settings.STATIC_ROOT))
     for folder in local_folders():
-        if not folder.is_dir():
+        if folder not in made_on_demand and not folder.is_dir():
             refuse(_variable_for(folder), f"names {folder}, which does not exist: {HOW_TO_FIX}")
 
 

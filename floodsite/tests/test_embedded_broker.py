@@ -61,8 +61,8 @@ def test_the_broker_transport_options_are_set_in_one_place():
     assigned = [
         node.lineno
         for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        for target in node.targets
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
         if isinstance(target, ast.Name) and target.id == "CELERY_BROKER_TRANSPORT_OPTIONS"
     ]
     assert len(assigned) == 1, f"assigned on lines {assigned}"
