@@ -81,6 +81,11 @@ def on_starting(server):
         server.cfg.set("reuse_port", False)
         server.log.info("One shared listening socket: a socket per worker needs TCP addresses")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "floodsite.settings")
+    # No secret key (a local run before `manage.py setup_site`): one line saying so, before
+    # any worker starts, rather than a 500 on the first page that needs a session.
+    from floodsite.local_state import secret_key_require
+
+    secret_key_require()
     from floodsite import metrics
 
     metrics.process_group_start("web")

@@ -20,6 +20,16 @@ def _metrics_worker_starting(**kwargs) -> None:
     metrics.process_group_start("worker")
 
 
+@signals.import_modules.connect
+def _local_state_ready(**kwargs) -> None:
+    """A worker or beat (both import the task modules first) without its secret key or local
+    folders (a local run before `manage.py setup_site`) stops with one line saying so, not with
+    the filesystem result backend's traceback."""
+    from floodsite.local_state import local_state_require
+
+    local_state_require()
+
+
 @signals.worker_process_shutdown.connect
 def _metrics_worker_process_gone(pid=None, **kwargs) -> None:
     from floodsite import metrics

@@ -86,6 +86,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
             components[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
             failing.append(name)
         components[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    body = {"status": "ok" if not failing else "unavailable", "failing": failing}
+    body: dict[str, object] = {"status": "ok" if not failing else "unavailable"}
+    body["failing"] = failing
     body["components"] = components
     return JsonResponse(body, status=503 if failing else 200)

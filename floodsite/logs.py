@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import structlog
+from structlog.typing import Processor
 
-_SHARED_PROCESSORS = [
+_SHARED_PROCESSORS: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
@@ -40,6 +41,8 @@ def build_formatter(fmt: str = "console") -> logging.Formatter:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    renderer: Processor
+    extra: list[Processor]
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
         extra = [structlog.processors.format_exc_info]

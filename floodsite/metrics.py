@@ -41,6 +41,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from floodsite.settings_env import refuse
+
 GROUPS = ("web", "worker", "other")
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:63] or "host"
 
@@ -75,12 +77,40 @@ def metrics_dir() -> Path:
     return Path(settings.METRICS_DIR)
 
 
+def metrics_dir_ready() -> None:
+    """Make METRICS_DIR if needed; a folder that cannot be made or written stops the process
+    with one line naming the variable."""
+    folder = metrics_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        refuse("METRICS_DIR", f"cannot be created: {exc}")
+    if not os.access(folder, os.W_OK):
+        refuse("METRICS_DIR", f"is not writable: {folder}")
+
+
+_MultiProcessValue = values.MultiProcessValue(process_identifier)
+
+
+class _Value(_MultiProcessValue):  # type: ignore[misc,valid-type]
+    """prometheus_client's file-backed value, which opens its file in METRICS_DIR when a
+    labelled metric first records; the folder is made then, not when this module is imported
+    (importing the settings and setting Django up write nothing)."""
+
+    _folder_ready = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not _Value._folder_ready:
+            metrics_dir_ready()
+            _Value._folder_ready = True
+        super().__init__(*args, **kwargs)
+
+
 # Multiprocess mode, set here rather than left to prometheus_client's import-time look at the
 # environment, so it holds whichever module imported the library first. The files are opened
 # lazily (every metric has labels), under the directory the environment names at that moment.
-metrics_dir().mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir())
-values.ValueClass = values.MultiProcessValue(process_identifier)
+values.ValueClass = _Value
 
 
 def process_group_start(group: str) -> None:

@@ -14,7 +14,7 @@ from csp.constants import HEADER as CSP_HEADER
 from csp.constants import HEADER_REPORT_ONLY as CSP_HEADER_RO
 from csp.utils import build_policy
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only when it cannot smuggle anything into logs or headers.
@@ -94,20 +94,23 @@ class CSPMiddleware(csp_middleware.CSPMiddleware):
 
     _policies: tuple[str, str] | None = None
 
-    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
         if getattr(request, "_csp_nonce", None) is not None or any(
             hasattr(response, name) for name in _CSP_OVERRIDES
         ):
             return super().process_response(request, response)
         if response.status_code in (500, 404) and settings.DEBUG:
             return response
-        if self._policies is None:
+        policies = self._policies
+        if policies is None:
             blank = csp_middleware.PolicyParts()
-            type(self)._policies = (
+            policies = type(self)._policies = (
                 build_policy(**asdict(blank)),
                 build_policy(**asdict(blank), report_only=True),
             )
-        enforced, report_only = self._policies
+        enforced, report_only = policies
         for header, policy, setting, exempt in (
             (CSP_HEADER, enforced, "CONTENT_SECURITY_POLICY", "_csp_exempt"),
             (CSP_HEADER_RO, report_only, "CONTENT_SECURITY_POLICY_REPORT_ONLY", "_csp_exempt_ro"),

@@ -9,6 +9,15 @@ import sys
 from pathlib import Path
 
 
+def local_var(path: Path) -> Path:
+    """A fresh local state folder holding a secret key, which gunicorn refuses to start
+    without (`manage.py setup_site` makes it, with the other folders, outside tests)."""
+    from floodsite.local_state import secret_key_write
+
+    secret_key_write(path / "secret_key")
+    return path
+
+
 def free_port() -> int:
     """A loopback TCP port nothing listens on right now."""
     with socket.socket() as sock:

@@ -22,7 +22,7 @@ IMAGE_VARIABLES = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
 
 
 def read_settings_variables() -> set[str]:
-    pattern = r'(?:_read\(\s*env\.\w+,|env\.\w+\(|_flag\()\s*"([A-Z][A-Z0-9_]+)"'
+    pattern = r'(?:\bread\(\s*env\.\w+,|env\.\w+\(|\bflag\()\s*"([A-Z][A-Z0-9_]+)"'
     return set(re.findall(pattern, SETTINGS_SOURCE))
 
 

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # writes its exchange tables as it declares them.
 SEND = (
     "import django; django.setup();"
+    # The folders setup_site and run_site make before anything is sent.
+    "from floodsite.local_state import local_state_prepare; local_state_prepare();"
     "from floodsite.celery import app;"
     "app.send_task('predictions.tasks.batch_resume_stalled_task');"
     "app.control.ping(timeout=0.2)"
@@ -59,8 +61,8 @@ def test_the_broker_transport_options_are_set_in_one_place():
     assigned = [
         node.lineno
         for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        for target in node.targets
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
         if isinstance(target, ast.Name) and target.id == "CELERY_BROKER_TRANSPORT_OPTIONS"
     ]
     assert len(assigned) == 1, f"assigned on lines {assigned}"

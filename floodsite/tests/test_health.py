@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from floodsite.tests.servers import free_port
+from floodsite.tests.servers import free_port, local_var
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,8 @@ def test_database_down_gives_503_naming_it_and_json_logs_carry_the_request_id(tm
     dead_db = free_port()
     env = {
         "PATH": os.environ["PATH"],
-        "FLOODSITE_VAR_DIR": str(tmp_path / "var"),
+        # gunicorn reads ./gunicorn.conf.py, which wants a secret key.
+        "FLOODSITE_VAR_DIR": str(local_var(tmp_path / "var")),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{dead_db}/floodsite",
         "LOG_FORMAT": "json",
     }

@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from floodsite.tests.servers import free_port, gunicorn_command, worker_open_files
+from floodsite.tests.servers import free_port, gunicorn_command, local_var, worker_open_files
 from predictions import monitoring
 from predictions.models import Alert, AlertKind, AlertSeverity, AlertStatus, BatchJob
 from predictions.tests import test_tasks as worker_tests
@@ -121,7 +121,11 @@ def test_malformed_metrics_settings_stop_the_process_naming_them(tmp_path):
     assert result.returncode == 2
     assert "METRICS_TOKEN" in result.stderr and "16 characters" in result.stderr
     (tmp_path / "file").write_text("not a folder")
-    result = run_python(probe, {"METRICS_DIR": str(tmp_path / "file" / "metrics")}, tmp_path)
+    # The folder is made when the process first records something, not at import.
+    record = (
+        probe + "; from floodsite import metrics; metrics.prediction_observed('api', 'v1', 'low')"
+    )
+    result = run_python(record, {"METRICS_DIR": str(tmp_path / "file" / "metrics")}, tmp_path)
     assert result.returncode == 2
     assert "METRICS_DIR cannot be created" in result.stderr
 
@@ -414,7 +418,7 @@ def test_gunicorn_on_a_unix_socket_keeps_every_worker_reachable(tmp_path):
     path = tmp_path / "web.sock"
     env = {
         "PATH": os.environ["PATH"],
-        "FLOODSITE_VAR_DIR": str(tmp_path / "var"),
+        "FLOODSITE_VAR_DIR": str(local_var(tmp_path / "var")),
         "DJANGO_SETTINGS_MODULE": "floodsite.settings",
         "GUNICORN_BIND": f"unix:{path}",
     }
@@ -453,7 +457,7 @@ def test_gunicorn_on_a_unix_socket_keeps_every_worker_reachable(tmp_path):
 def test_gunicorn_workers_add_up_and_a_dead_database_is_a_gauge_not_a_500(tmp_path):
     """Two gunicorn workers with our config; the database refuses connections."""
     port = free_port()
-    var = tmp_path / "var"
+    var = local_var(tmp_path / "var")
     env = {
         "PATH": os.environ["PATH"],
         "FLOODSITE_VAR_DIR": str(var),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from floodsite.tests.servers import free_port, gunicorn_command
+from floodsite.tests.servers import free_port, gunicorn_command, local_var
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_a_second_site_on_a_busy_port_fails_instead_of_sharing_it(tmp_path):
     first = subprocess.Popen(
         gunicorn_command(port, workers=1),
         cwd=ROOT,
-        env=_env(tmp_path / "first"),
+        env=_env(local_var(tmp_path / "first")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

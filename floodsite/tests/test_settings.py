@@ -53,12 +53,91 @@ def test_no_environment_gives_the_embedded_default(tmp_path):
     assert seen["debug"] is False
     assert seen["env"] == "local"
     assert seen["log_format"] == "console"
-    # The local secret key is generated once and reused, never written in the source.
-    key_file = tmp_path / "var" / "secret_key"
-    first = key_file.read_text()
-    assert len(first) >= 50
-    run_python(PROBE, {}, tmp_path)
-    assert key_file.read_text() == first
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_setting_django_up_writes_no_file(tmp_path):
+    """Importing the settings (and the apps, URLs and metrics) makes no folder and no key."""
+    probe = "import django; django.setup(); import floodsite.urls, floodsite.celery"
+    for env in ({}, {"DJANGO_DEBUG": "on"}, {"REDIS_URL": "redis://127.0.0.1:6379/3"}):
+        result = run_python(probe, env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert files_under(tmp_path) == []
+
+
+def test_the_local_state_is_made_once_and_kept(tmp_path):
+    """What setup_site and run_site call first: the folders and a key, reused afterwards."""
+    prepare = (
+        "import django; django.setup(); from floodsite.local_state import local_state_prepare;"
+        "print('\\n'.join(local_state_prepare()))"
+    )
+    first = run_python(prepare, {}, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "Generated a secret key" in first.stdout
+    var = tmp_path / "var"
+    for folder in ("broker/queue", "broker/processed", "broker/control", "celery-results"):
+        assert (var / folder).is_dir(), folder
+    for folder in ("media", "metrics", "static"):
+        assert (var / folder).is_dir(), folder
+    key_file = var / "secret_key"
+    key = key_file.read_text()
+    assert len(key) >= 50
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    again = run_python(prepare, {}, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == ""
+    assert key_file.read_text() == key
+    settings_key = "from django.conf import settings; print(settings.SECRET_KEY)"
+    assert run_python(settings_key, {}, tmp_path).stdout.strip() == key
+
+
+@pytest.mark.slow
+def test_setup_site_makes_the_key_and_folders_of_a_fresh_clone(tmp_path):
+    result = run_manage(["setup_site", "--rows", "2000"], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Generated a secret key" in result.stdout
+    assert "Created administrator" in result.stdout
+    var = tmp_path / "var"
+    assert len((var / "secret_key").read_text()) >= 50
+    assert (var / "broker" / "queue").is_dir()
+    assert (var / "floodsite.sqlite3").is_file()
+
+
+def test_a_command_that_needs_the_key_says_how_to_make_one(tmp_path):
+    result = run_manage(["invite_user", "ana", "ana@example.org"], {}, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("floodsite: configuration error: DJANGO_SECRET_KEY is not set")
+    assert "python manage.py setup_site" in error
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_the_server_and_worker_without_a_key_stop_saying_how_to_make_one(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    gunicorn = [str(bin_dir / "gunicorn"), "--config", "gunicorn.conf.py"]
+    commands = [
+        [*gunicorn, "--bind", "127.0.0.1:0", "floodsite.wsgi"],
+        [str(bin_dir / "celery"), "-A", "floodsite", "worker", "--concurrency", "1"],
+        [str(bin_dir / "celery"), "-A", "floodsite", "beat", "-s", str(tmp_path / "schedule")],
+    ]
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "floodsite.settings",
+        "FLOODSITE_VAR_DIR": str(tmp_path / "var"),
+    }
+    for command in commands:
+        result = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, (command, output)
+        assert "Traceback" not in output, output
+        assert "DJANGO_SECRET_KEY is not set" in output, output
+        assert "python manage.py setup_site" in output
 
 
 def test_database_and_redis_urls_switch_to_postgresql_and_redis(tmp_path):

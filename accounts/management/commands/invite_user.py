@@ -15,6 +15,7 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.services import user_invite
 from floodsite.exceptions import ApplicationError
+from floodsite.local_state import secret_key_require
 
 LOCAL_BASE_URL = "http://localhost:8000"
 
@@ -47,6 +48,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts) -> None:
+        secret_key_require()  # the link is signed with it
         base_url = opts["base_url"] or ("" if settings.PRODUCTION else LOCAL_BASE_URL)
         if not base_url:
             raise CommandError("--base-url is required in production (e.g. https://floods.org).")

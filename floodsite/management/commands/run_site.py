@@ -11,6 +11,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from floodsite.local_state import local_state_prepare
+
 LOOPBACK_OR_ANY = {"127.0.0.1", "0.0.0.0", "::", "::1"}  # noqa: S104 (only compared, never bound)
 
 
@@ -27,6 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--worker-concurrency", type=int, default=2)
 
     def handle(self, *args, **opts) -> None:
+        # The processes started below refuse to run without these (floodsite/local_state.py).
+        for line in local_state_prepare():
+            self.stdout.write(line)
         python = sys.executable
         bin_dir = os.path.dirname(python)
         web = [

@@ -8,12 +8,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.services import user_create_first_admin
+from floodsite.local_state import local_state_prepare
 from mlcore.models import ModelVersion, Stage
 
 
 class Command(BaseCommand):
     help = (
-        "Apply migrations, collect static files (production settings), train and promote the "
+        "Make the local folders and secret key (FLOODSITE_VAR_DIR), apply migrations, collect "
+        "static files (production settings), train and promote the "
         "default model when there is no production version, and create a first administrator "
         "(random password, printed once) when there is no user. Running it again changes "
         "nothing that exists."
@@ -32,6 +34,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts) -> None:
+        for line in local_state_prepare():
+            self.stdout.write(line)
         if not opts["skip_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
             self.stdout.write("Database is up to date.")
