@@ -61,8 +61,8 @@ class Prediction(models.Model):
     # foreign keys would only slow down every insert (batches write millions of rows).
     #
     # No foreign-key constraints in the database (db_constraint=False): PostgreSQL checks each
-    # one with a trigger per inserted row, which took a quarter of every 20,000-row batch chunk
-    # (about 15 us per row and key, at COMMIT). The references hold by construction instead:
+    # one with a trigger per inserted row, a large share of a batch chunk's time (see the batch
+    # section of docs/benchmarks.md). The references hold by construction instead:
     # rows are only written by predictions.services and predictions.batches with the user,
     # model version and job they have just read, and PROTECT (enforced by Django) refuses to
     # delete a user, model version or job that has predictions.
