@@ -1,9 +1,9 @@
 """The prediction fast path refuses what the rest of the site refuses: bad hosts, banned agents.
 
-FastPathMiddleware answers before CommonMiddleware, which is where Django checks the Host
-header against ALLOWED_HOSTS and the User-Agent against DISALLOWED_USER_AGENTS. These tests
-send the same request to the fast path and to the DRF view (an Idempotency-Key sends a request
-down the full middleware chain) and expect the same refusal, with nothing written.
+The fast path is a view behind CommonMiddleware, which is where Django checks the Host header
+against ALLOWED_HOSTS and the User-Agent against DISALLOWED_USER_AGENTS. These tests send the
+same request to the fast path and to the DRF view (an Idempotency-Key sends a request to DRF)
+and expect the same refusal, with nothing written.
 """
 
 from __future__ import annotations
