@@ -13,7 +13,9 @@ is written by all of them without a change here.
   the same SQL and parameters, so every tool that watches queries still sees it.
 - ``audit_rows_insert``: ``bulk_create``.
 - ``audit_rows_copy``: PostgreSQL's COPY, one ``write_row`` per row.
-- ``audit_rows_write``: COPY on PostgreSQL, ``bulk_create`` elsewhere (batches).
+- ``audit_rows_write``: COPY on PostgreSQL, ``bulk_create`` elsewhere.
+- ``audit_rows_write_shared``: the same for rows that share most values (a batch chunk), given
+  as columns, so PostgreSQL's COPY needs no model instance per row.
 
 None of them sends save signals (neither does ``bulk_create``).
 """
@@ -334,3 +336,82 @@ def audit_rows_write(
         audit_rows_copy(rows, using=using, synchronous_commit=synchronous_commit)
     else:
         audit_rows_insert(rows, using=using)
+
+
+# --- many rows sharing most values (batches) ------------------------------------------------
+
+
+def audit_rows_write_shared(
+    *,
+    count: int,
+    shared: Mapping[str, Any],
+    per_row: Mapping[str, Sequence[Any]],
+    using: str = "default",
+    synchronous_commit: bool = True,
+) -> None:
+    """``count`` new audit rows: ``shared`` on every row, ``per_row[name][i]`` on row ``i``.
+
+    Values are keyed by attribute name; a field in neither takes its default, called per row
+    when it is callable (a new id for each). On PostgreSQL the rows are COPYed without a model
+    instance each: shared values are prepared once, per-row values one by one, each by its
+    field as ``audit_rows_copy`` would (a per-row value skips the field's ``pre_save``, which
+    Prediction's fields do not use). Elsewhere they are built and ``bulk_create``d.
+    """
+    if not count:
+        return
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        audit_rows_insert(audit_rows_build_shared(count=count, shared=shared, per_row=per_row))
+        return
+    if any(len(values) != count for values in per_row.values()):
+        raise ValueError(f"every per-row column needs {count} values")
+    fields = audit_fields()
+    template = audit_row_build({**shared, **{name: None for name in per_row}})
+    template_params = _params(template, connection)
+    varying: list[tuple[int, Sequence[Any], tuple[str, frozenset[type], Callable | None, Any]]]
+    varying = []
+    for index, entry in enumerate(_plan(connection)):
+        field = entry[3]
+        if field.attname in per_row:
+            varying.append((index, per_row[field.attname], entry))
+        elif field.attname not in shared and callable(field.default):
+            varying.append((index, [field.get_default() for _ in range(count)], entry))
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    # Only quoted table and column names from the model go into the text.
+    sql = f"COPY {quote(Prediction._meta.db_table)} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor:
+        if not synchronous_commit:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        with cursor.copy(sql) as copy:
+            params = list(template_params)
+            for i in range(count):
+                for index, values, entry in varying:
+                    params[index] = _param(entry, values[i], connection)
+                copy.write_row(params)
+
+
+def audit_rows_build_shared(
+    *, count: int, shared: Mapping[str, Any], per_row: Mapping[str, Sequence[Any]]
+) -> list[Prediction]:
+    """The Prediction instances ``audit_rows_write_shared`` writes, one per row."""
+    if any(len(values) != count for values in per_row.values()):
+        raise ValueError(f"every per-row column needs {count} values")
+    return [
+        audit_row_build({**shared, **{name: values[i] for name, values in per_row.items()}})
+        for i in range(count)
+    ]
+
+
+def _param(entry: tuple[str, frozenset[type], Callable | None, Any], value: Any, connection) -> Any:
+    """One value's parameter, as ``_params_by`` makes it for a column of an instance."""
+    _, types, adapt, field = entry
+    if type(value) in types:
+        if adapt is not None and value is not None:
+            value = adapt(value, connection)
+        if value is not _SLOW:
+            return value
+    param = field.get_db_prep_save(value, connection)
+    if type(param) is Jsonb and param.dumps is json.dumps:
+        param = Jsonb(param.obj, dumps=_json_bytes)
+    return param

@@ -47,7 +47,7 @@ from mlcore.engine import schema
 from mlcore.engine.inference import score_batch
 from mlcore.selectors import loaded_model_get, predictor_get_active
 from predictions import batch_records
-from predictions.audit_writer import audit_row_build, audit_rows_write
+from predictions.audit_writer import audit_rows_write_shared
 from predictions.exports import safe_cell
 from predictions.models import (
     BatchChunk,
@@ -506,45 +506,36 @@ def _write_audit_rows(
     """One audit row per scored row, through the audit log's writer (COPY on PostgreSQL)."""
     if not len(rows):
         return
-    shared = {
-        "created_at": timezone.now(),
-        "user_id": job.owner_id,
-        "source": Source.BATCH,
-        "model_version_id": job.model_version_id,
-        "explanation": [],
-        "latency_ms": latency_ms,
-        "request_id": f"batch-{job.pk}",
-        "batch_id": job.pk,
-    }
     outside_names = np.array(names, dtype=object)
-    audit_rows = [
-        audit_row_build(
-            {
-                **shared,
-                "id": uuid.UUID(uid),
-                "inputs": dict(zip(names, values, strict=True)),
-                "probability": probability,
-                "label": label,
-                "risk_band": band,
-                "out_of_range": list(outside_names[mask]) if mask.any() else [],
-                "batch_row": row,
-            }
-        )
-        for uid, values, probability, label, band, mask, row in zip(
-            _uuid7_hex(len(rows)),
-            matrix.tolist(),
-            scores.probability.tolist(),
-            scores.label,
-            scores.risk_band,
-            scores.out_of_range,
-            rows.tolist(),
-            strict=True,
-        )
-    ]
-    # A crash can only lose a chunk whose done flag is lost with it (the chunk runs again);
-    # batch_finalize commits synchronously, which flushes every chunk before the results
-    # can be downloaded.
-    audit_rows_write(audit_rows, synchronous_commit=False)
+    out_of_range: list[list[str]] = [[] for _ in range(len(rows))]
+    for i in np.flatnonzero(scores.out_of_range.any(axis=1)).tolist():
+        out_of_range[i] = list(outside_names[scores.out_of_range[i]])
+    audit_rows_write_shared(
+        count=len(rows),
+        shared={
+            "created_at": timezone.now(),
+            "user_id": job.owner_id,
+            "source": Source.BATCH,
+            "model_version_id": job.model_version_id,
+            "explanation": [],
+            "latency_ms": latency_ms,
+            "request_id": f"batch-{job.pk}",
+            "batch_id": job.pk,
+        },
+        per_row={
+            "id": [uuid.UUID(uid) for uid in _uuid7_hex(len(rows))],
+            "inputs": [dict(zip(names, values, strict=True)) for values in matrix.tolist()],
+            "probability": scores.probability.tolist(),
+            "label": list(scores.label),
+            "risk_band": list(scores.risk_band),
+            "out_of_range": out_of_range,
+            "batch_row": rows.tolist(),
+        },
+        # A crash can only lose a chunk whose done flag is lost with it (the chunk runs
+        # again); batch_finalize commits synchronously, which flushes every chunk before the
+        # results can be downloaded.
+        synchronous_commit=False,
+    )
 
 
 def batch_chunk_process(*, job_id: str, index: int) -> bool:

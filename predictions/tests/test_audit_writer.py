@@ -25,9 +25,11 @@ from predictions.audit_writer import (
     audit_columns,
     audit_row_build,
     audit_row_insert,
+    audit_rows_build_shared,
     audit_rows_copy,
     audit_rows_insert,
     audit_rows_write,
+    audit_rows_write_shared,
 )
 from predictions.models import Outcome, Prediction
 
@@ -312,12 +314,16 @@ def test_copy_writes_the_rows_bulk_create_writes(db):
         assert _stored(one.pk, without=differ) == _stored(other.pk, without=differ)
 
 
+def _bulk_create_shared(*, count, shared, per_row, **_):
+    audit_rows_insert(audit_rows_build_shared(count=count, shared=shared, per_row=per_row))
+
+
 @needs_postgresql
 def test_a_batch_copies_the_rows_bulk_create_would_write(db, monkeypatch):
     copied = _job()
     _write_batch(copied)
     inserted = _job()
-    monkeypatch.setattr(batches, "audit_rows_write", lambda rows, **_: audit_rows_insert(rows))
+    monkeypatch.setattr(batches, "audit_rows_write_shared", _bulk_create_shared)
     _write_batch(inserted)
     differ = ("id", "created_at", "request_id", "batch_id")
     one = Prediction.objects.filter(batch_id=copied.pk).order_by("batch_row")
@@ -325,6 +331,16 @@ def test_a_batch_copies_the_rows_bulk_create_would_write(db, monkeypatch):
     assert [_stored(row.pk, without=differ) for row in one] == [
         _stored(row.pk, without=differ) for row in other
     ]
+
+
+def test_rows_sharing_values_take_each_callable_default_per_row(db):
+    written, _ = SAMPLES[0]
+    shared = {name: value for name, value in written.items() if name != "probability"}
+    audit_rows_write_shared(count=3, shared=shared, per_row={"probability": [0.1, 0.2, 0.3]})
+    stored = Prediction.objects.filter(user_id=7).order_by("probability")
+    assert [row.probability for row in stored] == [0.1, 0.2, 0.3]
+    assert len({row.id for row in stored}) == 3  # a new id on each row
+    assert {row.client_ip for row in stored} == {"192.0.2.10"}
 
 
 # --- a new column ------------------------------------------------------------------------
@@ -336,11 +352,11 @@ def test_every_writer_sends_every_concrete_field():
 
 @contextlib.contextmanager
 def _extra_column():
-    """A nullable column on Prediction for one test: on the model and in the (test) table.
+    """A nullable column with a default on Prediction for one test, on the model and the table.
 
     Inside the test's transaction, so the table change is rolled back on both databases.
     """
-    field = models.CharField(max_length=40, null=True, blank=True)
+    field = models.CharField(max_length=40, null=True, blank=True, default="unchecked")
     field.contribute_to_class(Prediction, "site_note")
     try:
         with connection.cursor() as cursor:
@@ -366,12 +382,12 @@ def test_a_new_nullable_column_is_written_by_every_writer(db, how):
     assert "site_note" not in audit_columns()
 
 
-@pytest.mark.filterwarnings("ignore:DateTimeField .* received a naive datetime")
-def test_a_batch_writes_a_new_nullable_column_as_null(db):
+def test_a_batch_writes_a_new_nullable_column(db):
     with _extra_column():
         job = _job()
         _write_batch(job)
-        assert [row.site_note for row in Prediction.objects.filter(batch_id=job.pk)] == [None] * 3
+        stored = Prediction.objects.filter(batch_id=job.pk)
+        assert [row.site_note for row in stored] == ["unchecked"] * 3
 
 
 # --- the parameters --------------------------------------------------------------------------
