@@ -22,10 +22,11 @@ None of them sends save signals (neither does ``bulk_create``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -39,10 +40,14 @@ from predictions.models import Prediction
 
 BULK_BATCH_SIZE = 2_000
 
+# How one column's parameter is made: attname, the value types taken as they are (or through
+# the adapter), the adapter, and the field for everything else.
+_Entry = tuple[str, frozenset[type], Callable | None, Any]
+
 # (vendor, guard key) -> SQL; vendor -> how each column's parameter is made. Both follow the
 # model: when its fields change (a test adding one), they are built again.
 _insert_sql: dict[tuple[str, str], str] = {}
-_param_plans: dict[str, list[tuple[str, frozenset[type], Callable | None, Any]]] = {}
+_param_plans: dict[str, list[_Entry]] = {}
 _built_for: list[Any] = [None]  # the Prediction._meta.concrete_fields the caches were built for
 _attnames: set[str] = set()
 
@@ -105,7 +110,10 @@ def audit_row_insert(
         and not connection.execute_wrappers
     ):
         # What Django's cursor does around a statement, then psycopg's server-side binding
-        # (Django's cursors always bind on the client, so they cannot prepare).
+        # (Django's cursors always bind on the client, so they cannot prepare). These
+        # connection methods and queries_logged/execute_wrappers are the database wrapper's
+        # own (not underscored, though not in Django's reference): they are how its cursor
+        # decides the same things, and a raw psycopg cursor is the only way to prepare.
         connection.validate_no_broken_transaction()
         connection.ensure_connection()
         with connection.wrap_database_errors:
@@ -237,7 +245,7 @@ def _shortcut(field: Any) -> tuple[frozenset[type], Callable | None] | None:
     return None
 
 
-def _plan(connection) -> list[tuple[str, frozenset[type], Callable | None, Any]]:
+def _plan(connection) -> list[_Entry]:
     plan = _param_plans.get(connection.vendor)
     if plan is None:
         plan = _plan_for(audit_fields(), connection)
@@ -245,9 +253,7 @@ def _plan(connection) -> list[tuple[str, frozenset[type], Callable | None, Any]]
     return plan
 
 
-def _plan_for(
-    fields: Iterable[Any], connection
-) -> list[tuple[str, frozenset[type], Callable | None, Any]]:
+def _plan_for(fields: Iterable[Any], connection) -> list[_Entry]:
     plan = []
     for field in fields:
         # The shortcuts are what PostgreSQL's adapters give; elsewhere every value goes
@@ -263,9 +269,7 @@ def _params(row: Prediction, connection) -> list[Any]:
     return _params_by(_plan(connection), row, connection)
 
 
-def _params_by(
-    plan: list[tuple[str, frozenset[type], Callable | None, Any]], instance: Any, connection
-) -> list[Any]:
+def _params_by(plan: list[_Entry], instance: Any, connection) -> list[Any]:
     """Preparing a value through the field's methods costs 1 to 12 µs per column (with IP
     validation, naive-datetime checks and JSON wrappers), although for the plain values a row
     usually holds the result is the value itself or a fixed wrapper. So on PostgreSQL each
@@ -311,6 +315,17 @@ def audit_rows_copy(
     connection = connections[using]
     if connection.vendor != "postgresql":
         raise NotImplementedError("COPY is PostgreSQL's; use audit_rows_write")
+    with _copy(connection, synchronous_commit) as copy:
+        for row in rows:
+            copy.write_row(_params(row, connection))
+            # As bulk_create leaves them: saved, in this database.
+            row._state.adding = False
+            row._state.db = using
+
+
+@contextlib.contextmanager
+def _copy(connection, synchronous_commit: bool) -> Iterator[Any]:
+    """A COPY into the audit table of every concrete field, in model order."""
     quote = connection.ops.quote_name
     columns = ", ".join(quote(column) for column in audit_columns())  # drops stale plans
     # Only quoted table and column names from the model go into the text.
@@ -319,11 +334,7 @@ def audit_rows_copy(
         if not synchronous_commit:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
         with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(_params(row, connection))
-                # As bulk_create leaves them: saved, in this database.
-                row._state.adding = False
-                row._state.db = using
+            yield copy
 
 
 def audit_rows_write(
@@ -365,30 +376,21 @@ def audit_rows_write_shared(
         return
     if any(len(values) != count for values in per_row.values()):
         raise ValueError(f"every per-row column needs {count} values")
-    fields = audit_fields()
     template = audit_row_build({**shared, **{name: None for name in per_row}})
     template_params = _params(template, connection)
-    varying: list[tuple[int, Sequence[Any], tuple[str, frozenset[type], Callable | None, Any]]]
-    varying = []
+    varying: list[tuple[int, Sequence[Any], _Entry]] = []
     for index, entry in enumerate(_plan(connection)):
         field = entry[3]
         if field.attname in per_row:
             varying.append((index, per_row[field.attname], entry))
         elif field.attname not in shared and callable(field.default):
             varying.append((index, [field.get_default() for _ in range(count)], entry))
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in fields)
-    # Only quoted table and column names from the model go into the text.
-    sql = f"COPY {quote(Prediction._meta.db_table)} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor:
-        if not synchronous_commit:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        with cursor.copy(sql) as copy:
-            params = list(template_params)
-            for i in range(count):
-                for index, values, entry in varying:
-                    params[index] = _param(entry, values[i], connection)
-                copy.write_row(params)
+    with _copy(connection, synchronous_commit) as copy:
+        params = list(template_params)
+        for i in range(count):
+            for index, values, entry in varying:
+                params[index] = _param(entry, values[i], connection)
+            copy.write_row(params)
 
 
 def audit_rows_build_shared(
@@ -403,7 +405,7 @@ def audit_rows_build_shared(
     ]
 
 
-def _param(entry: tuple[str, frozenset[type], Callable | None, Any], value: Any, connection) -> Any:
+def _param(entry: _Entry, value: Any, connection) -> Any:
     """One value's parameter, as ``_params_by`` makes it for a column of an instance."""
     _, types, adapt, field = entry
     if type(value) in types:
