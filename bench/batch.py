@@ -891,8 +891,9 @@ def _profile_chunks(fixture: Fixture, chunk_rows: int) -> dict[str, Any]:
                 "result part: DataFrame + `to_csv`, then the chunk's row lock": (
                     at["_write_audit_rows"][0] - at["score_batch"][1]
                 ),
-                "COPY payload built in Python (`_write_audit_rows` minus COPY)": write_s - copy_s,
-                "COPY into predictions_prediction": copy_s,
+                "audit row columns built in Python (`_write_audit_rows` minus COPY)": write_s
+                - copy_s,
+                "COPY into predictions_prediction (values prepared row by row)": copy_s,
                 "row errors `bulk_create` (no bad rows in this file)": (
                     at["errors_bulk_create"][1] - at["errors_bulk_create"][0]
                 ),

@@ -22,10 +22,10 @@ progress for BATCH_STALLED_SECONDS, which also covers brokers that cannot redeli
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +37,7 @@ import pandas as pd
 import structlog
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -47,13 +47,13 @@ from mlcore.engine import schema
 from mlcore.engine.inference import score_batch
 from mlcore.selectors import loaded_model_get, predictor_get_active
 from predictions import batch_records
+from predictions.audit_writer import audit_rows_write_shared
 from predictions.exports import safe_cell
 from predictions.models import (
     BatchChunk,
     BatchJob,
     BatchRowError,
     BatchStatus,
-    Prediction,
     Source,
 )
 
@@ -446,7 +446,7 @@ def _chunk_release(chunk: BatchChunk) -> None:
 
 @dataclass
 class _FormattedRows:
-    """Each scored row's numbers as text, formatted once for the audit rows and the results."""
+    """Each scored row's numbers as text for the results file."""
 
     cells: list[list[str]]
     probability: list[str]
@@ -499,83 +499,42 @@ def _write_audit_rows(
     job: BatchJob,
     rows: np.ndarray,
     matrix: np.ndarray,
-    text: _FormattedRows,
     scores: Any,
     names: list[str],
     latency_ms: float,
 ) -> None:
-    """Insert one audit row per scored row: COPY on PostgreSQL, bulk_create elsewhere."""
+    """One audit row per scored row, through the audit log's writer (COPY on PostgreSQL)."""
     if not len(rows):
-        return  # a chunk of refused rows only (COPY reads an empty payload as one blank row)
-    now = timezone.now()
-    outside_names = np.array(names, dtype=object)
-    out_of_range = [
-        json.dumps(list(outside_names[mask])) if mask.any() else "[]"
-        for mask in scores.out_of_range
-    ]
-    values = matrix.tolist()
-    if connection.vendor == "postgresql":
-        columns = (
-            "id, created_at, user_id, source, model_version_id, inputs, probability, label, "
-            "risk_band, explanation, out_of_range, latency_ms, request_id, batch_id, batch_row, "
-            "shadow_risk_band, shadow_error"
-        )
-        keys = [f'"{name}": ' for name in names]
-        # Everything but the id, inputs, outputs and row number is the same on every line.
-        head = f"\t{now.isoformat()}\t{job.owner_id}\t{Source.BATCH}\t{job.model_version_id}\t"
-        tail = f"\t[]\t%s\t{latency_ms:.4f}\tbatch-{job.pk}\t{job.pk}\t"
-        lines = [
-            uid
-            + head
-            + "{"
-            + ", ".join([key + cell for key, cell in zip(keys, cells, strict=True)])
-            + "}\t"
-            + f"{probability}\t{label}\t{band}"
-            + (tail % outside)
-            + str(row)
-            + "\t\t"  # no shadow scoring for batches: empty shadow band and error
-            for uid, cells, probability, label, band, outside, row in zip(
-                _uuid7_hex(len(values)),
-                text.cells,
-                text.probability,
-                scores.label,
-                scores.risk_band,
-                out_of_range,
-                rows.tolist(),
-                strict=True,
-            )
-        ]
-        payload = ("\n".join(lines) + "\n").replace("\\", "\\\\")
-        sql = f"COPY predictions_prediction ({columns}) FROM STDIN"
-        with connection.cursor() as cursor:
-            # A crash can only lose a chunk whose done flag is lost with it (the chunk runs
-            # again); batch_finalize commits synchronously, which flushes every chunk before
-            # the results can be downloaded.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            with cursor.copy(sql) as copy:
-                copy.write(payload)
         return
-    Prediction.objects.bulk_create(
-        [
-            Prediction(
-                created_at=now,
-                user_id=job.owner_id,
-                source=Source.BATCH,
-                model_version_id=job.model_version_id,
-                inputs=dict(zip(names, values[i], strict=True)),
-                probability=float(scores.probability[i]),
-                label=scores.label[i],
-                risk_band=scores.risk_band[i],
-                explanation=[],
-                out_of_range=json.loads(out_of_range[i]),
-                latency_ms=latency_ms,
-                request_id=f"batch-{job.pk}",
-                batch_id=job.pk,
-                batch_row=int(rows[i]),
-            )
-            for i in range(len(values))
-        ],
-        batch_size=2_000,
+    outside_names = np.array(names, dtype=object)
+    out_of_range: list[list[str]] = [[] for _ in range(len(rows))]
+    for i in np.flatnonzero(scores.out_of_range.any(axis=1)).tolist():
+        out_of_range[i] = list(outside_names[scores.out_of_range[i]])
+    audit_rows_write_shared(
+        count=len(rows),
+        shared={
+            "created_at": timezone.now(),
+            "user_id": job.owner_id,
+            "source": Source.BATCH,
+            "model_version_id": job.model_version_id,
+            "explanation": [],
+            "latency_ms": latency_ms,
+            "request_id": f"batch-{job.pk}",
+            "batch_id": job.pk,
+        },
+        per_row={
+            "id": [uuid.UUID(uid) for uid in _uuid7_hex(len(rows))],
+            "inputs": [dict(zip(names, values, strict=True)) for values in matrix.tolist()],
+            "probability": scores.probability.tolist(),
+            "label": list(scores.label),
+            "risk_band": list(scores.risk_band),
+            "out_of_range": out_of_range,
+            "batch_row": rows.tolist(),
+        },
+        # A crash can only lose a chunk whose done flag is lost with it (the chunk runs
+        # again); batch_finalize commits synchronously, which flushes every chunk before the
+        # results can be downloaded.
+        synchronous_commit=False,
     )
 
 
@@ -635,7 +594,6 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
         if locked.done:  # a duplicate delivery finished it while this one was scoring
             return False
         _write_audit_rows(
-            text=text,
             job=job,
             rows=rows,
             matrix=checked.matrix,

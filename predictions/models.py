@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from floodsite.db import insert_instance
 from mlcore.models import ModelVersion
 
 
@@ -155,13 +154,12 @@ class Prediction(models.Model):
             raise AppendOnlyError(
                 "Predictions are an append-only audit log; they are never updated."
             )
-        # One row per API call: the INSERT's SQL is built once (floodsite/db.py), not per save.
-        if (
-            args
-            or set(kwargs) - {"force_insert", "using"}
-            or not insert_instance(self, using=kwargs.get("using") or "default")
-        ):
-            super().save(*args, **kwargs)
+        if args or set(kwargs) - {"force_insert", "using"}:
+            raise TypeError("A new audit row takes only force_insert and using.")
+        # Imported here: the writer imports this module. Every audit row is written there.
+        from predictions.audit_writer import audit_row_insert
+
+        audit_row_insert(self, using=kwargs.get("using") or "default")
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Predictions are an append-only audit log; they are never deleted.")

@@ -35,7 +35,7 @@ def test_one_prediction_is_answered_and_logged(
     assert row.client_ip == "127.0.0.1"
     assert row.latency_ms > 0
     assert row.inputs == {name: float(value) for name, value in typical_inputs.items()}
-    # Stored exactly as answered (on PostgreSQL the JSON goes through orjson, floodsite/db.py).
+    # Stored exactly as answered (on PostgreSQL the JSON goes through orjson, audit_writer).
     assert row.explanation == {}
     if connection.vendor == "postgresql":
         # The server holds the INSERT as a prepared statement on this connection, or not.
