@@ -14,7 +14,7 @@ from django.utils.html import escape
 
 from mlcore.engine import drift
 from mlcore.selectors import model_version_load
-from mlcore.services import model_version_train
+from mlcore.services import model_version_promote, model_version_train
 from predictions import monitoring
 from predictions.models import AlertKind, Source
 from predictions.services import prediction_create_many
@@ -49,7 +49,11 @@ def served(db, tmp_path):
         data_path=str(path),
         target="flooded",
         features=FEATURES,
-        promote=True,
+    )
+    # The label is a threshold on rainfall by design, so the gate refuses it (leakage) until
+    # forced; what is tested here is how such a model's drift is measured.
+    mv = model_version_promote(
+        model_version=mv, user=None, reason="drift test: threshold label by design", force=True
     )
     assert mv.manifest["onnx"]["usable"], mv.manifest["onnx"]
     return mv
@@ -104,7 +108,10 @@ def test_mostly_zero_surge_that_shifts_raises_an_alert(served, analyst):
     surge = block["features"]["surge_m"]
     assert surge["psi"] > django_settings.MONITOR_PSI_THRESHOLD, surge
     assert surge["level"] in {"moderate", "major"}
-    assert [f.subject for f in findings] == ["surge_m"], findings
+    subjects = {f.subject for f in findings}
+    # The inputs that did not move stay quiet. The model's own output may move with surge (its
+    # trees split on it too: KS 0.11 here), and when it does that is reported, not hidden.
+    assert "surge_m" in subjects and not subjects & {"rain_mm", "month"}, findings
     assert block["features"]["rain_mm"]["psi"] < 0.1
 
 
