@@ -160,7 +160,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if DATABASE_PREPARED_STATEMENTS:
         # Django connects with psycopg's prepare_threshold=None, which makes psycopg ignore
         # execute(prepare=True). Django's own cursors bind on the client and never prepare
-        # whatever this says, so only the statements of floodsite/db.py are affected.
+        # whatever this says, so only the audit INSERT of predictions/audit_writer.py is affected.
         DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that worker processes started by tests share the test database.

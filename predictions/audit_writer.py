@@ -270,8 +270,8 @@ def _params(row: Prediction, connection) -> list[Any]:
 
 
 def _params_by(plan: list[_Entry], instance: Any, connection) -> list[Any]:
-    """Preparing a value through the field's methods costs 1 to 12 µs per column (with IP
-    validation, naive-datetime checks and JSON wrappers), although for the plain values a row
+    """Preparing a value through the field's methods is costly per column (IP validation,
+    naive-datetime checks, JSON wrappers), although for the plain values a row
     usually holds the result is the value itself or a fixed wrapper. So on PostgreSQL each
     column takes those values directly and hands anything else to its field.
     """
