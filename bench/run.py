@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from bench.api import bench_api  # noqa: E402
 from bench.batch import bench_batch  # noqa: E402
+from bench.hotpath import bench_hotpath  # noqa: E402
 from mlcore.engine import onnx_export, synthetic, training  # noqa: E402
 from mlcore.engine.inference import Predictor  # noqa: E402
 
@@ -119,6 +120,7 @@ def bench_inference() -> str:
 SECTIONS: dict[str, Callable[[], str]] = {
     "inference": bench_inference,
     "api": bench_api,
+    "hotpath": bench_hotpath,
     "batch": bench_batch,
 }
 
