@@ -124,6 +124,10 @@ def test_the_model_lifecycle_loop_end_to_end(
     production_model, admin_user, client, settings, tmp_path
 ):
     settings.GATE_MIN_OUTCOMES = 20  # of each class; keeps the number of outcome calls small
+    # The small fixture models are calibrated, which leaves 44-46 % of floods at 0.5 or above
+    # (the retrained one 0.438, production 0.461): near the default floor of 0.45, so noise
+    # would decide step 5. The floor is a policy setting; the loop tests the comparison.
+    settings.GATE_MIN_RECALL_HIGH = 0.4
     analyst = api_for(UserFactory(username="ana"))
     client.force_login(admin_user)
     v1 = production_model
