@@ -24,9 +24,9 @@ RECORD_OUTCOME = "predictions.add_outcome"  # on your own predictions
 RECORD_OUTCOME_ANY = "predictions.add_outcome_any"  # on anyone's: outcomes feed the gate
 CANCEL_ANY_BATCH = "predictions.change_batchjob"  # stop someone else's batch job
 VIEW_MODELS = "mlcore.view_modelversion"  # the model pages and the edge download
-VIEW_MONITORING = "predictions.view_monitoringreport"  # dashboard, charts, alert banner
-HANDLE_ALERTS = "predictions.change_alert"  # acknowledge or resolve an alert
-RUN_CHECKS = "predictions.add_monitoringreport"  # run a monitoring check from the page
+VIEW_MONITORING = "modelops.view_monitoringreport"  # dashboard, charts, alert banner
+HANDLE_ALERTS = "modelops.change_alert"  # acknowledge or resolve an alert
+RUN_CHECKS = "modelops.add_monitoringreport"  # run a monitoring check from the page
 
 _ANALYST = [
     PREDICT,
@@ -44,8 +44,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_ANALYST,
         VIEW_ALL_PREDICTIONS,
         VIEW_MONITORING,
-        "predictions.view_alert",
+        "modelops.view_alert",
         HANDLE_ALERTS,
     ],
 }
-ADMIN_APPS = ["accounts", "predictions", "mlcore", "auth"]
+ADMIN_APPS = ["accounts", "predictions", "mlcore", "modelops", "auth"]

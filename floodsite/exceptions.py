@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template import loader
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -175,8 +176,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
             status=500,
         )
     # No context processors here: the failure may be in one of them (or in the database).
-    from django.template import loader
-
     return HttpResponse(loader.get_template("500.html").render({}), status=500)
 
 
@@ -186,8 +185,6 @@ def _plain_503(request: HttpRequest) -> HttpResponse:
             error_body(request, code="database_unavailable", message=DATABASE_UNAVAILABLE),
             status=503,
         )
-    from django.template import loader
-
     body = loader.get_template("503.html").render({"message": DATABASE_UNAVAILABLE})
     response = HttpResponse(body, status=503)
     response["Retry-After"] = "30"

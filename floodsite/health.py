@@ -14,8 +14,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
 
-from mlcore.selectors import predictor_get_active
-
 
 def check_database() -> str:
     with connection.cursor() as cursor:
@@ -34,11 +32,6 @@ def check_broker() -> str:
     with Connection(url, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
     return url.split("://", 1)[0]
-
-
-def check_model() -> str:
-    predictor = predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
-    return f"{predictor.label} ({predictor.backend})"
 
 
 def check_static() -> str:
@@ -60,9 +53,16 @@ def check_static() -> str:
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
-    "model": check_model,
     "static": check_static,
 }
+
+
+def readiness_check_register(name: str, check: Callable[[], str]) -> None:
+    """Add a component to /readyz: ``check`` returns a detail or raises why it is unusable.
+
+    Apps register theirs when Django starts (mlcore: "model"), since this package imports none.
+    """
+    CHECKS[name] = check
 
 
 @never_cache

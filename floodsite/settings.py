@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "accounts",
     "mlcore",
     "predictions",
+    "modelops",
 ]
 
 MIDDLEWARE = [
@@ -122,7 +123,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "predictions.context_processors.batch_notices",
-                "predictions.context_processors.monitoring_alerts",
+                "modelops.context_processors.monitoring_alerts",
             ],
         },
     },
@@ -262,9 +263,6 @@ FLOODSITE_TRAINING_MAX_BYTES = read(env.int, "FLOODSITE_TRAINING_MAX_BYTES", def
 GATE_MAX_AUC_DROP = read(env.float, "GATE_MAX_AUC_DROP", default=0.02)
 GATE_MIN_RECALL_HIGH = read(env.float, "GATE_MIN_RECALL_HIGH", default=0.45)
 GATE_MIN_OUTCOMES = read(env.int, "GATE_MIN_OUTCOMES", default=30)
-# The audit log lives in predictions, which depends on mlcore; the gate reads recorded
-# outcomes through this function so that mlcore never imports predictions (wiring, not a knob).
-MLCORE_OUTCOME_READER = "predictions.retraining.outcomes_for_gate"
 
 # --- monitoring -----------------------------------------------------------------------------
 

@@ -4,13 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from floodsite import health, metrics
-from predictions import views as prediction_views
 
 urlpatterns = [
     # First: the API is the busiest prefix, and Django tries the patterns in order.
     path("", include("floodsite.api")),
-    path("", prediction_views.home, name="home"),
     path("", include("predictions.urls")),
+    path("", include("modelops.urls")),
     path("accounts/", include("accounts.urls")),
     path("models/", include("mlcore.urls")),
     path("admin/", admin.site.urls),

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
-from django.utils.html import format_html
 
 from floodsite.exceptions import ApplicationError
-from mlcore.models import ModelVersion, RetrainJob, StageChange
+from mlcore.models import ModelVersion, StageChange
 from mlcore.services import (
     CANARY_PERCENT_RANGE,
     model_version_canary_start,
@@ -22,10 +19,6 @@ from mlcore.services import (
     model_version_shadow_start,
     model_version_shadow_stop,
 )
-
-# Retraining reads the audit log, so its service is in predictions; admin, an entry point,
-# may call it like a view does.
-from predictions.retraining import retrain_job_submit
 
 
 class ReasonForm(forms.Form):
@@ -132,7 +125,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = [
         "promote",
         "rollback",
-        "retrain",
         "shadow_start",
         "shadow_stop",
         "canary_start",
@@ -168,15 +160,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
             ),
             form_class=PromoteForm,
         )
-
-    @admin.action(description="Retrain from the audit log (a Celery job with progress)")
-    def retrain(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
-        names = set(queryset.values_list("name", flat=True))
-        if len(names) != 1:
-            self.message_user(request, "Select versions of one model name.", messages.ERROR)
-            return None
-        url = reverse("admin:mlcore_retrainjob_add")
-        return HttpResponseRedirect(f"{url}?name={names.pop()}")
 
     @admin.action(description="Roll back to the previous production version")
     def rollback(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
@@ -288,89 +271,3 @@ class StageChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-
-class RetrainForm(forms.Form):
-    name = forms.SlugField(
-        max_length=100,
-        help_text="Model name; its production version is the baseline and supplies the features.",
-    )
-    include_original = forms.BooleanField(
-        required=False,
-        label="Add the original training data",
-        help_text="Regenerate the production model's synthetic training data and train on it "
-        "together with the recorded outcomes.",
-    )
-    min_outcomes = forms.IntegerField(
-        min_value=0,
-        initial=0,
-        help_text="Refuse to train on fewer recorded outcomes than this.",
-    )
-
-
-@admin.register(RetrainJob)
-class RetrainJobAdmin(admin.ModelAdmin):
-    """Retraining jobs: started here ("Retrain from the audit log"), run by a Celery worker."""
-
-    list_display = ("__str__", "status", "progress", "step", "model_version", "created_at")
-    list_filter = ("status", "name")
-    readonly_fields = (
-        "name",
-        "include_original",
-        "min_outcomes",
-        "status",
-        "progress",
-        "step",
-        "error",
-        "model_version",
-        "created_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-    )
-    fields = readonly_fields
-
-    @admin.display(description="progress")
-    def progress(self, obj: RetrainJob) -> str:
-        return format_html(
-            '<progress max="100" value="{}">{} %</progress> {} %',
-            obj.percent,
-            obj.percent,
-            obj.percent,
-        )
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
-        """ "Retrain from the audit log": queue a job and go to its progress page."""
-        if not self.has_add_permission(request):
-            return self.changeform_view(request, None, form_url, extra_context)
-        initial = {"name": request.GET.get("name") or settings.FLOODSITE_MODEL_NAME}
-        form = RetrainForm(request.POST if request.method == "POST" else None, initial=initial)
-        if form.is_valid():
-            try:
-                job = retrain_job_submit(user=request.user, **form.cleaned_data)
-            except ApplicationError as exc:
-                for field, reason in exc.fields.items():
-                    if field in form.fields:
-                        form.add_error(field, reason)
-                self.message_user(request, exc.message, messages.ERROR)
-            else:
-                self.message_user(request, f"Queued {job}.", messages.SUCCESS)
-                return HttpResponseRedirect(
-                    reverse("admin:mlcore_retrainjob_change", args=[job.pk])
-                )
-        return TemplateResponse(
-            request,
-            "admin/mlcore/retrainjob/retrain_form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Retrain from the audit log",
-                "form": form,
-                "opts": self.model._meta,
-            },
-        )

@@ -193,6 +193,12 @@ def predictor_cache_clear(*, name: str) -> None:
     _serving.pop(name, None)
 
 
+def predictor_readiness() -> str:
+    """/readyz: the active version of FLOODSITE_MODEL_NAME loads (SHA-256 verified)."""
+    predictor = predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
+    return f"{predictor.label} ({predictor.backend})"
+
+
 def predictor_get_active(*, name: str) -> LoadedModel:
     """The production version of ``name``, loaded once per process (see serving_set_get)."""
     return serving_set_get(name=name).production

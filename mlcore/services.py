@@ -7,6 +7,7 @@ removes them again if the database refuses the row, so nothing is ever half-regi
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ from django.conf import settings
 from django.db import IntegrityError as DbIntegrityError
 from django.db import OperationalError, connection, transaction
 from django.db.models import Max
-from django.utils.module_loading import import_string
 
 from floodsite.exceptions import ApplicationError
 from mlcore import training_data
@@ -39,6 +39,7 @@ from mlcore.engine.schema import (
     parse_band_option,
 )
 from mlcore.models import ArtifactFormat, ModelVersion, Stage, StageChange
+from mlcore.outcomes import outcomes_for_gate
 from mlcore.selectors import LoadedModel, model_version_load, predictor_cache_clear
 
 logger = structlog.get_logger(__name__)
@@ -272,8 +273,7 @@ def model_version_compare(
             unavailable.append(why)
     exclude = prediction_ids_read(manifest=candidate.manifest.to_dict())
     exclude |= prediction_ids_read(manifest=production.manifest.to_dict())
-    reader = import_string(settings.MLCORE_OUTCOME_READER)
-    outcomes, why = reader(
+    outcomes, reason = outcomes_for_gate(
         candidate_features=names[0],
         production_features=names[1],
         exclude_ids=exclude,
@@ -282,7 +282,7 @@ def model_version_compare(
     if outcomes is not None:
         sets.append(outcomes)
     else:
-        unavailable.append(f"recorded outcomes: {why}")
+        unavailable.append(f"recorded outcomes: {reason}")
     comparison = evaluation.compare(
         candidate.predictor, production.predictor, sets, bands=candidate.manifest.risk_bands
     )
@@ -804,8 +804,6 @@ def model_version_export_onnx(*, model_version: ModelVersion, out_dir: Path) -> 
     The registered ONNX file is used when there is one; otherwise the verified artifact is
     converted now, so any version can go to the field.
     """
-    import json
-
     loaded = model_version_load(model_version=model_version)
     if model_version.onnx_artifact:
         with open(model_version.onnx_artifact.path, "rb") as fh:

@@ -1,19 +1,15 @@
-"""Pages of the model registry: versions, one version, its shadow comparison, the ONNX zip."""
+"""Pages of the model registry: versions, one version and its ONNX zip."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 
 from accounts.permissions import permissions_required
 from accounts.roles import VIEW_ALL_PREDICTIONS, VIEW_MODELS
-from floodsite.exceptions import ApplicationError
 from mlcore.engine.assessment import calibration_lines, split_text
 from mlcore.engine.schema import Manifest
 from mlcore.models import Stage
@@ -23,9 +19,6 @@ from mlcore.selectors import (
     model_version_onnx_bundle,
     stage_change_list,
 )
-
-# The shadow comparison reads the audit log, which belongs to predictions.
-from predictions.selectors import shadow_comparison_get
 
 # Held-out metrics from the manifest, in the order and with the names the pages show.
 METRIC_LABELS = {
@@ -153,59 +146,13 @@ def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
         "reliability": _reliability_chart(evaluation.get("calibration") or {}),
         "history": history,
         "onnx": mv.manifest.get("onnx") or {},
-        # A plain link: the monitoring page reads these parameters (another app owns it).
+        # Plain links: modelops, an app above mlcore, owns the monitoring page and the shadow
+        # comparison (the shadow page keeps its /models/ address).
         "monitoring_url": f"/monitoring/?model={mv.name}&version={mv.version}",
+        "shadow_url": f"/models/{mv.name}/{mv.version}/shadow/",
         "may_compare": _may_compare(request.user),
     }
     return render(request, "mlcore/model_detail.html", context)
-
-
-DEFAULT_COMPARISON_DAYS = 30
-
-
-class ComparisonForm(forms.Form):
-    days = forms.IntegerField(
-        min_value=1,
-        max_value=365,
-        required=False,
-        initial=DEFAULT_COMPARISON_DAYS,
-        label="Last N days",
-        help_text="1 to 365",
-    )
-    against = forms.IntegerField(
-        min_value=1,
-        max_value=2**31 - 1,
-        required=False,
-        label="Answered by version",
-        help_text="Only rows answered by this version (empty: any)",
-    )
-
-
-@login_required
-@permissions_required(VIEW_MODELS, VIEW_ALL_PREDICTIONS)
-def model_shadow(request: HttpRequest, name: str, version: int) -> HttpResponse:
-    """How this version's shadow answers compare with the answers users got."""
-    mv = model_version_get(name=name, version=version)
-    form = ComparisonForm(request.GET or None)
-    context: dict[str, Any] = {"mv": mv, "form": form, "comparison": None}
-    if form.is_bound and not form.is_valid():
-        return render(request, "mlcore/model_shadow.html", context, status=400)
-    data = form.cleaned_data if form.is_bound else {}
-    baseline = None
-    if data.get("against"):
-        try:
-            baseline = model_version_get(name=name, version=data["against"])
-        except ApplicationError:
-            form.add_error("against", f"{name} has no version {data['against']}.")
-            return render(request, "mlcore/model_shadow.html", context, status=400)
-    days = data.get("days") or DEFAULT_COMPARISON_DAYS
-    until = timezone.now()
-    comparison = shadow_comparison_get(
-        shadow=mv, baseline=baseline, since=until - timedelta(days=days), until=until
-    )
-    largest = max((n for row in comparison.confusion for n in row["counts"]), default=0)
-    context.update(comparison=comparison, days=days, largest_cell=largest)
-    return render(request, "mlcore/model_shadow.html", context)
 
 
 @login_required

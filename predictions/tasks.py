@@ -70,16 +70,3 @@ def batch_resume_stalled_task() -> None:
                 batch_chunk_task.apply_async(args=[job_id, index])
         else:
             batch_split_task.apply_async(args=[job_id])
-
-
-@shared_task
-def monitoring_check_task(window_minutes: int | None = None) -> int:
-    """Beat: one monitoring check over the last MONITOR_WINDOW_MINUTES; returns the report id."""
-    from django.conf import settings
-
-    from predictions.monitoring import monitoring_report_create
-
-    report = monitoring_report_create(
-        window_minutes=window_minutes or settings.MONITOR_WINDOW_MINUTES
-    )
-    return report.pk

@@ -2,31 +2,10 @@
 
 from django.urls import path
 
-from predictions import monitoring_views, views
+from predictions import views
 
 urlpatterns = [
-    path("monitoring/", monitoring_views.dashboard, name="monitoring"),
-    path("monitoring/check/", monitoring_views.check_run, name="monitoring_check"),
-    path(
-        "monitoring/alerts/<int:alert_id>/acknowledge/",
-        monitoring_views.alert_acknowledge_view,
-        name="alert_acknowledge",
-    ),
-    path(
-        "monitoring/alerts/<int:alert_id>/resolve/",
-        monitoring_views.alert_resolve_view,
-        name="alert_resolve",
-    ),
-    path("monitoring/charts/bands.svg", monitoring_views.bands_chart, name="chart_bands"),
-    path("monitoring/charts/latency.svg", monitoring_views.latency_chart, name="chart_latency"),
-    path("monitoring/charts/errors.svg", monitoring_views.errors_chart, name="chart_errors"),
-    path("monitoring/charts/accuracy.svg", monitoring_views.accuracy_chart, name="chart_accuracy"),
-    path(
-        "monitoring/charts/calibration/<int:version_id>.svg",
-        monitoring_views.calibration_chart,
-        name="chart_calibration",
-    ),
-    path("monitoring/charts/psi/<str:subject>.svg", monitoring_views.psi_chart, name="chart_psi"),
+    path("", views.home, name="home"),
     path("predict/", views.predict, name="predict"),
     path("batches/", views.batch_upload, name="batches"),
     path("batches/<str:job_id>/", views.batch_detail, name="batch_detail"),

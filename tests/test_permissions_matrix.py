@@ -33,8 +33,9 @@ from accounts.models import ApiToken, User
 from accounts.roles import Role
 from accounts.services import api_token_create, user_set_role
 from mlcore.engine import synthetic
-from predictions import monitoring
-from predictions.models import Alert, AlertKind, BatchJob, BatchStatus, Outcome, Prediction, Source
+from modelops import services
+from modelops.models import Alert, AlertKind
+from predictions.models import BatchJob, BatchStatus, Outcome, Prediction, Source
 from predictions.services import prediction_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -299,7 +300,7 @@ def world(production_model, typical_inputs) -> World:
     )
     # One check over one prediction, so that every chart has something to draw.
     world.prediction(world.owner)
-    monitoring.monitoring_report_create(window_minutes=settings.MONITOR_WINDOW_MINUTES)
+    services.monitoring_report_create(window_minutes=settings.MONITOR_WINDOW_MINUTES)
     return world
 
 
@@ -362,7 +363,7 @@ def test_permission_errors_name_the_permission_in_the_error_format(world):
     page.force_login(world.users["analyst"])
     response = page.get(reverse("monitoring"))
     assert response.status_code == 403
-    assert "predictions.view_monitoringreport" in response.content.decode()
+    assert "modelops.view_monitoringreport" in response.content.decode()
     assert not Prediction.objects.filter(user=world.users["none"]).exists()
 
 

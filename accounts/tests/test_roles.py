@@ -35,9 +35,9 @@ def test_migration_creates_the_three_roles_with_their_permissions():
     assert perms_of("analyst") == analyst
     assert perms_of("auditor") == analyst | {
         "predictions.view_all_predictions",
-        "predictions.view_monitoringreport",
-        "predictions.view_alert",
-        "predictions.change_alert",
+        "modelops.view_monitoringreport",
+        "modelops.view_alert",
+        "modelops.change_alert",
     }
     every = {
         f"{p.content_type.app_label}.{p.codename}"
@@ -51,7 +51,7 @@ def test_only_admins_record_outcomes_on_other_users_predictions_or_run_checks():
     admin_only = {
         "predictions.add_outcome_any",
         "predictions.change_batchjob",
-        "predictions.add_monitoringreport",
+        "modelops.add_monitoringreport",
     }
     assert admin_only <= perms_of("admin")
     assert not admin_only & perms_of("auditor")

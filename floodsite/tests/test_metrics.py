@@ -18,10 +18,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from floodsite.tests.servers import free_port, gunicorn_command, local_var, worker_open_files
-from predictions import monitoring
-from predictions.models import Alert, AlertKind, AlertSeverity, AlertStatus, BatchJob
+from modelops import services
+from modelops.models import Alert, AlertKind, AlertSeverity, AlertStatus
+from modelops.tests.test_monitoring import predict, site_days
+from predictions.models import BatchJob
 from predictions.tests import test_tasks as worker_tests
-from predictions.tests.test_monitoring import predict, site_days
 from predictions.tests.test_tasks import start_worker, stop, submit, wait_for, worker_env
 
 # The worker tests' fixtures, used here as they are (analyst, api and typical_inputs come
@@ -188,7 +189,7 @@ def test_doubled_rainfall_shows_as_drift_and_an_open_alert_after_one_check(
     assert not total(before, "floodsite_drift_psi")
 
     predict(analyst, site_days(400, seed=11, rain_factor=2.0))
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     after = scrape(client)
     version = str(production_model)

@@ -19,7 +19,6 @@ from mlcore.engine import synthetic, training
 from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.selectors import predictor_get_active
 from mlcore.services import model_version_promote, model_version_register, model_version_rollback
-from predictions.services import outcome_create, prediction_create
 
 CHANGELIST = "/admin/mlcore/modelversion/"
 
@@ -166,27 +165,6 @@ def test_rollback_is_not_gated(production_model, worse):
     assert restored.pk == production_model.pk
     change = StageChange.objects.filter(model_version=production_model).first()
     assert change.to_stage == Stage.PRODUCTION and "gate" not in change.metrics
-
-
-def test_recorded_outcomes_join_the_comparison_once_there_are_enough(
-    production_model, other_good_model, user, settings
-):
-    settings.GATE_MIN_OUTCOMES = 5
-    # Both small fixture models are calibrated, which puts fewer floods at 0.5 or above; the
-    # recall floor is not what this test is about.
-    settings.GATE_MIN_RECALL_HIGH = 0.3
-    rows = synthetic.generate(400, seed=21)
-    for _, row in rows.iterrows():
-        inputs = {name: float(row[name]) for name in synthetic.FEATURE_NAMES}
-        prediction = prediction_create(user=user, source="web", inputs=inputs)
-        outcome_create(prediction=prediction, user=user, flooded=bool(row["flooded"]))
-    candidate = register(other_good_model)
-    model_version_promote(model_version=candidate, user=None, reason="with outcomes")
-    gate = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION).metrics
-    names = [item["name"] for item in gate["gate"]["sets"]]
-    assert names == ["synthetic held-out", "recorded outcomes"]
-    outcomes = gate["gate"]["sets"][1]
-    assert outcomes["n"] == 400 and outcomes["floods"] == int(rows["flooded"].sum())
 
 
 def test_the_command_refuses_then_forces(production_model, worse):

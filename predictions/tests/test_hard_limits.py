@@ -17,9 +17,9 @@ from django.urls import reverse
 
 from mlcore.engine.schema import Manifest
 from mlcore.services import model_version_register
+from modelops.services import monitoring_report_create
 from predictions import batches
 from predictions.models import BatchRowError, BatchStatus, Prediction, Source
-from predictions.monitoring import monitoring_report_create
 from predictions.services import prediction_create_many
 from predictions.tests.factories import UserFactory, make_auditor
 from predictions.tests.test_batches import run_job, upload

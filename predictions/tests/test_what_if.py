@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from predictions import monitoring
+from modelops import checks, selectors
+from modelops.outcomes import labelled_set_get
 from predictions.models import Outcome, Prediction, Source
-from predictions.retraining import labelled_set_get
 
 _ROW_LINK = re.compile(r'href="/predictions/[0-9a-f-]{36}/"')
 
@@ -55,11 +55,11 @@ def _everything_that_counts(client, api, production_model) -> dict[str, Any]:
     """What each reader of the audit log sees: history, export, API, monitoring, retraining."""
     now = timezone.now()
     features = [f["name"] for f in production_model.manifest["features"]]
-    check = monitoring.monitoring_evaluate(window_minutes=60, now=now + timedelta(seconds=1))
-    drift = monitoring.model_drift_get(
+    check = checks.monitoring_evaluate(window_minutes=60, now=now + timedelta(seconds=1))
+    drift = selectors.model_drift_get(
         model_version=production_model, since=now - timedelta(hours=1), until=now
     )
-    accuracy = monitoring.model_accuracy_get(model_version=production_model)
+    accuracy = selectors.model_accuracy_get(model_version=production_model)
     labelled = labelled_set_get(feature_names=features)
     return {
         "history": len(_ROW_LINK.findall(client.get("/predictions/").content.decode())),
@@ -69,7 +69,7 @@ def _everything_that_counts(client, api, production_model) -> dict[str, Any]:
         "latency": check.metrics["latency_ms"]["by_source"],
         "drift_rows": drift["n"],
         "accuracy": (accuracy["predictions"], accuracy["n"]),
-        "accuracy_list": [r["model_version"] for r in monitoring.model_accuracy_list()],
+        "accuracy_list": [r["model_version"] for r in selectors.model_accuracy_list()],
         "gate_and_retraining_rows": None if labelled is None else len(labelled.y),
         "metrics": _predictions_counted(),
     }

@@ -13,8 +13,9 @@ from playwright.sync_api import expect
 from accounts.roles import Role
 from accounts.services import user_set_role
 from mlcore.engine import synthetic
-from predictions import monitoring
-from predictions.models import Alert, AlertKind, AlertStatus, BatchJob, Prediction, Source
+from modelops import services
+from modelops.models import Alert, AlertKind, AlertStatus
+from predictions.models import BatchJob, Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
 
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
@@ -75,7 +76,7 @@ def seed_a_day_of_history(user, model_version) -> None:
             progress_at=now - timedelta(hours=hours_ago, minutes=30),
         )
     for hours_ago in range(23, 0, -1):  # each check sees the hour before it
-        monitoring.monitoring_report_create(window_minutes=60, now=now - timedelta(hours=hours_ago))
+        services.monitoring_report_create(window_minutes=60, now=now - timedelta(hours=hours_ago))
     for prediction in rng.sample(history, 300):
         flooded = rng.random() < prediction.probability
         outcome_create(prediction=prediction, user=user, flooded=flooded)
@@ -83,7 +84,7 @@ def seed_a_day_of_history(user, model_version) -> None:
         prediction_create_many(
             user=user, source=Source.API, instances=site_days(400, seed=seed, rain_factor=2.0)
         )
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
 
 @pytest.fixture

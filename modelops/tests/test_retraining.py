@@ -12,15 +12,16 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from floodsite.exceptions import ApplicationError
-from mlcore.models import ModelVersion, RetrainJob, RetrainStatus, Stage, StageChange
+from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.services import model_version_promote, model_version_register
-from mlcore.tasks import retrain_job_run_task
+from modelops.models import RetrainJob, RetrainStatus
+from modelops.retraining import model_version_retrain
+from modelops.tasks import retrain_job_run_task
 from predictions.models import Prediction
-from predictions.retraining import model_version_retrain
 from predictions.services import outcome_create, prediction_create
 from predictions.tests.test_tasks import start_worker, stop, wait_for, worker_env
 
-JOBS = "/admin/mlcore/retrainjob/"
+JOBS = "/admin/modelops/retrainjob/"
 NAME = django_settings.FLOODSITE_MODEL_NAME
 
 

@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
 from mlcore.engine import synthetic
-from predictions import monitoring
-from predictions.models import Alert, AlertKind, AlertStatus, MonitoringReport, Prediction
-from predictions.tasks import monitoring_check_task
+from modelops import selectors
+from modelops.models import Alert, AlertKind, AlertStatus, MonitoringReport
+from modelops.tasks import monitoring_check_task
+from predictions.models import Prediction
 from predictions.tests.factories import UserFactory, make_auditor
 
 PREDICT = "/api/v1/predictions/"
@@ -89,7 +90,7 @@ def test_doubled_rainfall_alerts_everywhere_then_outcomes_show_accuracy(
     # Doubling the heavy-tailed 24-hour rain gives a PSI near 0.16, under the default 0.2;
     # the 72-hour total crosses it.
     assert "rainfall_72h_mm" in drift, report.metrics["drift"]
-    assert set(drift) <= {*RAINFALL, monitoring.PROBABILITY_SUBJECT}, drift
+    assert set(drift) <= {*RAINFALL, selectors.PROBABILITY_SUBJECT}, drift
     alert = drift["rainfall_72h_mm"]
     assert alert.status == AlertStatus.OPEN and alert.report == report
     psi = report.metrics["drift"]["features"]["rainfall_72h_mm"]["psi"]

@@ -1,4 +1,8 @@
-"""manage.py setup_site: make a fresh installation usable; safe to run again."""
+"""manage.py setup_site: make a fresh installation usable; safe to run again.
+
+In mlcore, not the project package: it trains the default model and creates the first
+administrator, and the project package imports no app (the layers in docs/architecture.md).
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.services import model_version_promote
-from predictions.retraining import model_version_retrain
+from modelops.retraining import model_version_retrain
 from predictions.services import outcome_create, prediction_create
 
 NAME = django_settings.FLOODSITE_MODEL_NAME

@@ -14,8 +14,9 @@ from django.utils import timezone
 from accounts.roles import Role
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion
-from predictions import monitoring
-from predictions.models import Alert, AlertKind, AlertStatus, BatchJob, Source
+from modelops import selectors, services
+from modelops.models import Alert, AlertKind, AlertStatus
+from predictions.models import BatchJob, Source
 from predictions.services import outcome_create, prediction_create_many
 from predictions.tests.factories import UserFactory, make_auditor
 
@@ -78,7 +79,7 @@ def test_analysts_are_refused_auditors_and_staff_see_the_dashboard(analyst, audi
 
     refused = signed_in(analyst).get(url)
     assert refused.status_code == 403
-    assert "predictions.view_monitoringreport" in refused.content.decode()
+    assert "modelops.view_monitoringreport" in refused.content.decode()
     assert signed_in(analyst).get(reverse("chart_bands")).status_code == 403
     assert Client().get(url).status_code == 302  # to the sign-in page
 
@@ -141,7 +142,7 @@ def test_a_version_without_reference_statistics_says_drift_cannot_be_measured(
     prediction_create_many(user=analyst, source=Source.API, instances=site_days(20, seed=31))
     manifest = dict(production_model.manifest, reference={})
     ModelVersion.objects.filter(pk=production_model.pk).update(manifest=manifest)
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     text = signed_in(auditor).get(reverse("monitoring")).content.decode()
 
@@ -166,7 +167,7 @@ def test_one_class_of_outcomes_says_roc_auc_needs_both(production_model, analyst
 
 def test_too_few_predictions_for_drift_are_shown_but_not_judged(production_model, analyst, auditor):
     prediction_create_many(user=analyst, source=Source.API, instances=site_days(30, seed=33))
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     text = signed_in(auditor).get(reverse("monitoring")).content.decode()
 
@@ -196,7 +197,7 @@ def test_every_chart_is_valid_svg_with_its_title_labels_and_values(
         failed_rows=5,
         progress_at=timezone.now(),
     )
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     client = signed_in(auditor)
 
     bands = svg_texts(chart(client, "chart_bands"))
@@ -224,7 +225,7 @@ def test_every_chart_is_valid_svg_with_its_title_labels_and_values(
     assert "n=" in calibration and "60 outcomes, Brier" in calibration
     spark = svg_texts(chart(client, "chart_psi", "rainfall_24h_mm"))
     assert "PSI of rainfall_24h_mm" in spark
-    probability = chart(client, "chart_psi", monitoring.PROBABILITY_SUBJECT)
+    probability = chart(client, "chart_psi", selectors.PROBABILITY_SUBJECT)
     assert "PSI of predicted probability" in svg_texts(probability)
 
     page = client.get(reverse("monitoring")).content.decode()
@@ -251,13 +252,13 @@ def test_a_new_check_redraws_the_charts_at_once(production_model, analyst, audit
     prediction_create_many(user=analyst, source=Source.API, instances=site_days(5, seed=35))
     assert "no latency" in svg_texts(chart(client, "chart_latency"))
 
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     assert "p95" in svg_texts(chart(client, "chart_latency"))
 
 
 def open_no_traffic_alert() -> Alert:
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     return Alert.objects.get(kind=AlertKind.NO_TRAFFIC, status=AlertStatus.OPEN)
 
 
@@ -314,7 +315,7 @@ def test_the_banner_shows_open_alerts_to_auditors_and_staff_only(
         assert "No traffic" in text
     assert "open monitoring alert" not in signed_in(analyst).get("/").content.decode()
 
-    monitoring.alert_acknowledge(alert=alert, user=auditor)
+    services.alert_acknowledge(alert=alert, user=auditor)
     assert "open monitoring alert" not in signed_in(auditor).get("/").content.decode()
 
 
@@ -322,7 +323,7 @@ def test_the_banner_costs_one_query(production_model, django_assert_num_queries)
     open_no_traffic_alert()
     Alert.objects.create(kind=AlertKind.LATENCY, subject="web and API p95", message="slow")
     with django_assert_num_queries(1):
-        banner = monitoring.alert_banner_get(limit=1)
+        banner = selectors.alert_banner_get(limit=1)
     assert banner["total"] == 2 and len(banner["alerts"]) == 1
 
 
@@ -333,7 +334,7 @@ def test_only_staff_run_a_check_from_the_page(production_model, auditor, staff):
     response = client.post(reverse("monitoring_check"), {"window": "30d"})
 
     assert response.status_code == 302 and response["Location"].endswith("?window=30d")
-    assert monitoring.monitoring_report_latest() is not None
+    assert selectors.monitoring_report_latest() is not None
     text = client.get(response["Location"]).content.decode()
     assert "Check finished: 1 new, 0 repeated and 0 resolved alerts." in text
 
@@ -364,7 +365,7 @@ def test_doubled_rainfall_shows_a_drift_alert_on_the_dashboard_and_banner(
 
     # Shifted inputs keep coming; the next check repeats the alert rather than adding one.
     later = timezone.now() + timedelta(minutes=5)
-    monitoring.monitoring_report_create(window_minutes=60, now=later)
+    services.monitoring_report_create(window_minutes=60, now=later)
     alert.refresh_from_db()
     assert alert.occurrences == 2
     assert Alert.objects.filter(kind=AlertKind.DRIFT, subject="rainfall_72h_mm").count() == 1
@@ -378,7 +379,7 @@ def test_a_version_page_link_focuses_accuracy_and_drift_on_that_version(
     for prediction in rows:
         outcome_create(prediction=prediction, user=analyst, flooded=prediction.probability > 0.3)
     newer = register_model(promote=True)
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     client = signed_in(auditor)
 
     text = client.get(

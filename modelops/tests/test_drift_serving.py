@@ -15,8 +15,9 @@ from django.utils.html import escape
 from mlcore.engine import drift
 from mlcore.selectors import model_version_load
 from mlcore.services import model_version_promote, model_version_train
-from predictions import monitoring
-from predictions.models import AlertKind, Source
+from modelops import checks, selectors, services
+from modelops.models import AlertKind
+from predictions.models import Source
 from predictions.services import prediction_create_many
 from predictions.tests.factories import UserFactory, make_auditor
 
@@ -50,10 +51,9 @@ def served(db, tmp_path):
         target="flooded",
         features=FEATURES,
     )
-    # The label is a threshold on rainfall by design, so the gate refuses it (leakage) until
-    # forced; what is tested here is how such a model's drift is measured.
+    # The label is a threshold on rainfall by design, which the gate's leakage check refuses.
     mv = model_version_promote(
-        model_version=mv, user=None, reason="drift test: threshold label by design", force=True
+        model_version=mv, user=None, reason="test records: label is a rain threshold", force=True
     )
     assert mv.manifest["onnx"]["usable"], mv.manifest["onnx"]
     return mv
@@ -68,7 +68,7 @@ def send(user, frame: pd.DataFrame) -> None:
 
 
 def drift_now(mv):
-    result = monitoring.monitoring_evaluate(window_minutes=60)
+    result = checks.monitoring_evaluate(window_minutes=60)
     block = result.metrics["drift"]
     assert block["status"] == "ok" and block["model_version"] == str(mv), block
     return block, [f for f in result.findings if f.kind == AlertKind.DRIFT]
@@ -144,9 +144,9 @@ def test_a_version_registered_before_is_still_checked_and_its_reference_named(se
     assert probability["reference_backend"] == "sklearn"
     assert "serves through onnx" in probability["note"]
     # The dashboard says so beside the probability's row.
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     auditor = Client()
     auditor.force_login(make_auditor(UserFactory(username="audrey")))
     page = auditor.get(reverse("monitoring")).content.decode()
-    row = page[page.index(f'<th scope="row">{monitoring.PROBABILITY_SUBJECT}</th>') :]
+    row = page[page.index(f'<th scope="row">{selectors.PROBABILITY_SUBJECT}</th>') :]
     assert escape(probability["note"]) in row[: row.index("</tr>")]

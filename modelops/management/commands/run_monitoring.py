@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from floodsite.exceptions import ApplicationError
-from predictions.monitoring import monitoring_evaluate, monitoring_report_create
+from modelops.checks import monitoring_evaluate
+from modelops.services import monitoring_report_create
 
 
 class Command(BaseCommand):

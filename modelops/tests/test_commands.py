@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from predictions.models import Alert, MonitoringReport
+from modelops.models import Alert, MonitoringReport
 
 
 def run(*args: str) -> str:

@@ -10,20 +10,11 @@ from django.utils import timezone
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion
-from predictions import monitoring
-from predictions.models import (
-    Alert,
-    AlertKind,
-    AlertSeverity,
-    AlertStatus,
-    BatchJob,
-    MonitoringReport,
-    Outcome,
-    Prediction,
-    Source,
-)
+from modelops import selectors, services
+from modelops.models import Alert, AlertKind, AlertSeverity, AlertStatus, MonitoringReport
+from modelops.tasks import monitoring_check_task
+from predictions.models import BatchJob, Outcome, Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
-from predictions.tasks import monitoring_check_task
 from predictions.tests.factories import UserFactory
 
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
@@ -61,13 +52,13 @@ def test_doubled_rainfall_raises_one_drift_alert_per_rain_feature_mailed_once(
 ):
     predict(analyst, site_days(400, seed=11, rain_factor=2.0))
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     drifted = {alert.subject: alert for alert in active(AlertKind.DRIFT)}
     # 24-hour rain is heavy-tailed: doubling it moves every value about one reference decile,
     # a PSI near 0.16 ("moderate"), under the default 0.2; the 72-hour total crosses it.
     assert "rainfall_72h_mm" in drifted, drifted
-    assert not set(drifted) - {*RAINFALL, monitoring.PROBABILITY_SUBJECT}, drifted
+    assert not set(drifted) - {*RAINFALL, selectors.PROBABILITY_SUBJECT}, drifted
     features = report.metrics["drift"]["features"]
     assert features["rainfall_24h_mm"]["level"] == "moderate"
     rain = drifted["rainfall_72h_mm"]
@@ -79,7 +70,7 @@ def test_doubled_rainfall_raises_one_drift_alert_per_rain_feature_mailed_once(
     assert mailoutbox[0].to == ["ops@example.org"]
     assert "rainfall_72h_mm" in mailoutbox[0].body
 
-    again = monitoring.monitoring_report_create(window_minutes=60)
+    again = services.monitoring_report_create(window_minutes=60)
 
     drifted_again = {alert.subject: alert for alert in active(AlertKind.DRIFT)}
     assert set(drifted_again) == set(drifted)
@@ -98,7 +89,7 @@ def test_at_the_moderate_psi_threshold_both_rain_features_alert(
     settings.MONITOR_PSI_THRESHOLD = 0.1
     predict(analyst, site_days(400, seed=11, rain_factor=2.0))
 
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     drifted = {alert.subject for alert in active(AlertKind.DRIFT)}
     assert set(RAINFALL) <= drifted
@@ -109,11 +100,11 @@ def test_at_the_moderate_psi_threshold_both_rain_features_alert(
 def test_inputs_like_the_training_data_raise_no_drift_alert(production_model, analyst):
     predict(analyst, site_days(400, seed=12))
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     assert active(AlertKind.DRIFT) == []
     block = report.metrics["drift"]
-    assert block["status"] == "ok" and block["max_rows"] == monitoring.MAX_ROWS
+    assert block["status"] == "ok" and block["max_rows"] == selectors.MAX_ROWS
     assert all(entry["psi"] < 0.2 for entry in block["features"].values())
     assert block["probability"]["psi"] is not None
     assert report.metrics["traffic"]["total"] == 400
@@ -126,12 +117,12 @@ def test_drift_alert_is_resolved_by_the_check_that_finds_it_gone(
     production_model, analyst, settings
 ):
     predict(analyst, site_days(200, seed=13, rain_factor=2.0))
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     raised = active(AlertKind.DRIFT)
     assert raised
 
     settings.MONITOR_PSI_THRESHOLD = 100.0
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     assert active(AlertKind.DRIFT) == []
     for alert in Alert.objects.filter(pk__in=[a.pk for a in raised]):
@@ -143,11 +134,11 @@ def test_too_few_rows_are_reported_but_not_judged_and_leave_drift_alerts_alone(
     production_model, analyst
 ):
     predict(analyst, site_days(200, seed=14, rain_factor=2.0))
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     raised = {alert.pk for alert in active(AlertKind.DRIFT)}
 
     later = timezone.now() + timedelta(minutes=61)
-    report = monitoring.monitoring_report_create(window_minutes=60, now=later)
+    report = services.monitoring_report_create(window_minutes=60, now=later)
 
     assert report.metrics["drift"]["status"] == "no_data"
     assert {alert.pk for alert in active(AlertKind.DRIFT)} == raised
@@ -158,7 +149,7 @@ def test_a_version_without_reference_statistics_reports_unknown_drift(production
     manifest = dict(production_model.manifest, reference={})
     ModelVersion.objects.filter(pk=production_model.pk).update(manifest=manifest)
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     drift = report.metrics["drift"]
     assert drift["status"] == "unknown"
@@ -172,7 +163,7 @@ def test_probability_drift_says_so_when_the_reference_lacks_it(production_model,
     reference.pop("__probability__")
     production_model.manifest = dict(production_model.manifest, reference=reference)
 
-    drift = monitoring.model_drift_get(
+    drift = selectors.model_drift_get(
         model_version=production_model,
         since=timezone.now() - timedelta(hours=1),
         until=timezone.now() + timedelta(seconds=1),
@@ -186,7 +177,7 @@ def test_probability_drift_says_so_when_the_reference_lacks_it(production_model,
 
 def test_drift_reads_only_the_newest_rows_up_to_the_cap(production_model, analyst):
     predict(analyst, site_days(30, seed=17))
-    drift = monitoring.model_drift_get(
+    drift = selectors.model_drift_get(
         model_version=production_model,
         since=timezone.now() - timedelta(hours=1),
         until=timezone.now() + timedelta(seconds=1),
@@ -208,7 +199,7 @@ def test_outcomes_give_accuracy_and_calibration_per_model_version(register_model
     late = predict(analyst, site_days(40, seed=19))
     record_outcomes(analyst, late[:30], flooded=lambda p: p.probability < 0.5)
 
-    by_version = {row["model_version"]: row for row in monitoring.model_accuracy_list()}
+    by_version = {row["model_version"]: row for row in selectors.model_accuracy_list()}
 
     assert set(by_version) == {str(first), str(second)}
     one = by_version[str(first)]
@@ -228,33 +219,33 @@ def test_the_accuracy_window_selects_predictions_by_when_they_were_made(producti
     record_outcomes(analyst, rows, flooded=lambda p: p.probability >= 0.5)
     now = timezone.now()
 
-    inside = monitoring.model_accuracy_get(
+    inside = selectors.model_accuracy_get(
         model_version=production_model, since=now - timedelta(hours=1), until=now
     )
-    before = monitoring.model_accuracy_get(
+    before = selectors.model_accuracy_get(
         model_version=production_model, since=now - timedelta(days=2), until=now - timedelta(days=1)
     )
-    empty = monitoring.model_accuracy_get(model_version=production_model, since=now, until=now)
+    empty = selectors.model_accuracy_get(model_version=production_model, since=now, until=now)
 
     assert inside["n"] == 20
     assert before["status"] == "no_outcomes" and before["reason"] == "no outcomes yet"
     assert before["predictions"] == 0
     assert empty["status"] == "empty_window" and "window is empty" in empty["reason"]
-    drift_empty = monitoring.model_drift_get(model_version=production_model, since=now, until=now)
+    drift_empty = selectors.model_drift_get(model_version=production_model, since=now, until=now)
     assert drift_empty["status"] == "empty_window"
 
 
 def test_no_outcomes_and_one_class_are_clear_results(production_model, analyst):
     rows = predict(analyst, site_days(10, seed=21))
-    nothing = monitoring.model_accuracy_get(model_version=production_model)
+    nothing = selectors.model_accuracy_get(model_version=production_model)
     assert nothing["status"] == "no_outcomes" and nothing["reason"] == "no outcomes yet"
 
     record_outcomes(analyst, rows, flooded=lambda p: False)
-    one_class = monitoring.model_accuracy_get(model_version=production_model)
+    one_class = selectors.model_accuracy_get(model_version=production_model)
     assert one_class["n"] == 10 and one_class["roc_auc"] is None
     assert "only one class" in one_class["roc_auc_reason"]
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
     assert "not judged" in report.metrics["accuracy"]["alerting"]
     assert active(AlertKind.ACCURACY_DROP) == []
 
@@ -268,7 +259,7 @@ def test_roc_auc_far_below_training_raises_an_accuracy_drop_alert(
     # Floods exactly where the model said "unlikely": the ranking is inverted.
     record_outcomes(analyst, rows, flooded=lambda p: p.probability < median)
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     [alert] = active(AlertKind.ACCURACY_DROP)
     assert alert.subject == str(production_model)
@@ -280,7 +271,7 @@ def test_roc_auc_far_below_training_raises_an_accuracy_drop_alert(
 def test_no_predictions_raise_a_no_traffic_alert_and_traffic_resolves_it(
     production_model, analyst, alerts_mailed_to, mailoutbox
 ):
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     [alert] = active(AlertKind.NO_TRAFFIC)
     assert alert.severity == AlertSeverity.CRITICAL
@@ -291,7 +282,7 @@ def test_no_predictions_raise_a_no_traffic_alert_and_traffic_resolves_it(
     assert len(mailoutbox) == 1
 
     predict(analyst, site_days(5, seed=23))
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
 
     alert.refresh_from_db()
     assert alert.status == AlertStatus.RESOLVED
@@ -300,12 +291,12 @@ def test_no_predictions_raise_a_no_traffic_alert_and_traffic_resolves_it(
 
 def test_the_no_traffic_alert_can_be_turned_off(production_model, settings):
     settings.MONITOR_NO_TRAFFIC_MINUTES = 0
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     assert not Alert.objects.exists()
 
 
 def test_a_check_without_a_production_model_still_reports(db):
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
     assert report.model_version is None
     assert report.metrics["drift"]["status"] == "no_model"
     assert active(AlertKind.NO_TRAFFIC)
@@ -315,27 +306,27 @@ def test_acknowledge_keeps_the_alert_active_and_resolve_lets_a_new_one_open(
     production_model, alerts_mailed_to, mailoutbox
 ):
     operator = UserFactory(username="operator")
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     [alert] = active(AlertKind.NO_TRAFFIC)
 
-    acknowledged = monitoring.alert_acknowledge(alert=alert, user=operator)
+    acknowledged = services.alert_acknowledge(alert=alert, user=operator)
     assert acknowledged.status == AlertStatus.ACKNOWLEDGED
     assert acknowledged.acknowledged_by == operator and acknowledged.acknowledged_at
 
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     [still] = active(AlertKind.NO_TRAFFIC)
     assert still.pk == alert.pk and still.occurrences == 2
     assert still.status == AlertStatus.ACKNOWLEDGED
     assert len(mailoutbox) == 1
 
-    resolved = monitoring.alert_resolve(alert=still, user=operator)
+    resolved = services.alert_resolve(alert=still, user=operator)
     assert resolved.status == AlertStatus.RESOLVED and resolved.resolved_by == operator
     with pytest.raises(ApplicationError) as error:
-        monitoring.alert_acknowledge(alert=resolved, user=operator)
+        services.alert_acknowledge(alert=resolved, user=operator)
     assert error.value.status_code == 409
-    assert monitoring.alert_resolve(alert=resolved, user=operator).resolved_by == operator
+    assert services.alert_resolve(alert=resolved, user=operator).resolved_by == operator
 
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     [reopened] = active(AlertKind.NO_TRAFFIC)
     assert reopened.pk != alert.pk and reopened.occurrences == 1
     assert len(mailoutbox) == 2
@@ -345,7 +336,7 @@ def test_slow_web_and_api_predictions_raise_a_latency_alert(production_model, an
     settings.MONITOR_P95_LATENCY_MS = 0.0
     predict(analyst, site_days(5, seed=24), source=Source.WEB)
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     [alert] = active(AlertKind.LATENCY)
     assert "p95 latency" in alert.message
@@ -369,7 +360,7 @@ def test_failed_batch_rows_above_the_limit_raise_an_error_rate_alert(
         progress_at=timezone.now(),
     )
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     [alert] = active(AlertKind.ERROR_RATE)
     assert "20 of 100 batch rows failed" in alert.message
@@ -381,20 +372,20 @@ def test_a_mail_outage_never_breaks_the_check(production_model, settings, alerts
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = 1  # nothing listens here: the connection is refused
 
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
 
     assert report.metrics["alerts"]["mailed"] is False
     assert active(AlertKind.NO_TRAFFIC)
 
 
 def test_no_mail_without_recipients(production_model, mailoutbox):
-    report = monitoring.monitoring_report_create(window_minutes=60)
+    report = services.monitoring_report_create(window_minutes=60)
     assert report.metrics["alerts"]["new"] and mailoutbox == []
 
 
 def test_a_window_shorter_than_a_minute_is_refused(db):
     with pytest.raises(ApplicationError) as error:
-        monitoring.monitoring_report_create(window_minutes=0)
+        services.monitoring_report_create(window_minutes=0)
     assert "window_minutes" in error.value.fields
     assert not MonitoringReport.objects.exists()
 
@@ -413,9 +404,9 @@ def test_the_scheduled_task_stores_a_report_over_the_configured_window(productio
 def test_admin_actions_acknowledge_and_resolve_through_the_services(
     production_model, admin_client, admin_user
 ):
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     alert = Alert.objects.get()
-    url = "/admin/predictions/alert/"
+    url = "/admin/modelops/alert/"
 
     admin_client.post(url, {"action": "acknowledge_alerts", "_selected_action": [alert.pk]})
     alert.refresh_from_db()
@@ -427,14 +418,13 @@ def test_admin_actions_acknowledge_and_resolve_through_the_services(
     assert admin_client.get(url + f"{alert.pk}/change/").status_code == 200
     report = MonitoringReport.objects.get()
     assert (
-        admin_client.get(f"/admin/predictions/monitoringreport/{report.pk}/change/").status_code
-        == 200
+        admin_client.get(f"/admin/modelops/monitoringreport/{report.pk}/change/").status_code == 200
     )
-    assert admin_client.get("/admin/predictions/monitoringreport/").status_code == 200
+    assert admin_client.get("/admin/modelops/monitoringreport/").status_code == 200
 
 
 def test_outcomes_table_is_untouched_by_checks(production_model, analyst):
     rows = predict(analyst, site_days(5, seed=25))
     record_outcomes(analyst, rows, flooded=lambda p: True)
-    monitoring.monitoring_report_create(window_minutes=60)
+    services.monitoring_report_create(window_minutes=60)
     assert Outcome.objects.count() == 5 and Prediction.objects.count() == 5

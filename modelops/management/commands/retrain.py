@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from floodsite.exceptions import ApplicationError
-from predictions.retraining import model_version_retrain
+from modelops.retraining import model_version_retrain
 
 
 class Command(BaseCommand):

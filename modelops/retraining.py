@@ -1,9 +1,8 @@
-"""Retraining from the audit log: labelled audit rows, the retrain service and its Celery jobs.
+"""Retraining from the audit log: the retrain service and the worker side of its jobs.
 
 The audit log (Prediction + Outcome) is the training data of the next model. This module
-lives in predictions because it reads that log; it calls mlcore (engine, registry) like every
-other predictions service, so the dependency keeps pointing one way. The promotion gate in
-mlcore reads outcomes through ``outcomes_for_gate`` (named by settings.MLCORE_OUTCOME_READER).
+reads it (through ``modelops.outcomes``) and calls mlcore (engine, registry); neither imports
+it back. Jobs are queued by ``modelops.retrain_jobs`` and run here by the worker.
 
 ``model_version_retrain``:
 
@@ -27,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +43,18 @@ from mlcore.engine import evaluation, synthetic, training
 from mlcore.engine.errors import EngineError
 from mlcore.engine.inference import Predictor
 from mlcore.engine.schema import Manifest
-from mlcore.models import ModelVersion, RetrainJob, RetrainStatus
+from mlcore.models import ModelVersion
 from mlcore.selectors import model_version_get_production, model_version_load
 from mlcore.services import (
     engine_error_to_application,
     model_version_register,
     prediction_ids_store,
 )
-from predictions.models import Prediction
+from modelops.models import RetrainJob, RetrainStatus
+from modelops.outcomes import labelled_rows
 
 logger = structlog.get_logger(__name__)
 
-# The newest rows at most; enough for any comparison and keeps memory bounded.
-OUTCOME_ROWS_LIMIT = 200_000
 _SYNTHETIC_SOURCE = re.compile(r"^synthetic\(n_rows=(\d+), seed=(-?\d+)\)$")
 
 Progress = Callable[[str, int], None]
@@ -80,130 +78,6 @@ def _training_recipe(
     targets = bands.get("targets") if bands.get("source") == "recall" else None
     recall = [(str(name), float(value)) for name, value in (targets or {}).items()]
     return split, str(options.get("calibration") or "auto"), recall
-
-
-def _labelled_rows(
-    feature_names: Sequence[str], *, limit: int = OUTCOME_ROWS_LIMIT
-) -> tuple[list[str], pd.DataFrame, np.ndarray]:
-    """Audit rows with an outcome whose inputs hold every feature, newest first."""
-    rows = list(
-        Prediction.objects.filter(outcome__isnull=False, inputs__has_keys=list(feature_names))
-        .order_by("-created_at", "-id")
-        .values_list("id", "inputs", "outcome__flooded")[:limit]
-    )
-    ids = [str(pk) for pk, _, _ in rows]
-    frame = pd.DataFrame(
-        [[inputs.get(name) for name in feature_names] for _, inputs, _ in rows],
-        columns=list(feature_names),
-        dtype=object,
-    )
-    frame = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    y = np.fromiter((int(flooded) for _, _, flooded in rows), dtype=np.int64, count=len(rows))
-    usable = np.isfinite(frame.to_numpy()).all(axis=1) if len(rows) else np.ones(0, dtype=bool)
-    if not usable.all():
-        ids = [pk for pk, keep in zip(ids, usable, strict=True) if keep]
-        frame = frame[usable]
-        y = y[usable]
-    return ids, frame.reset_index(drop=True), y
-
-
-def labelled_set_get(
-    *, feature_names: Sequence[str], exclude_ids: Iterable[str] = (), min_per_class: int = 0
-) -> evaluation.LabelledSet | None:
-    """Recorded outcomes as a labelled set for comparing models, or None when too few.
-
-    ``exclude_ids`` are predictions a model was trained on (they would flatter it);
-    None unless at least ``min_per_class`` floods and non-floods remain (and at least one).
-    """
-    ids, frame, y = _labelled_rows(feature_names)
-    excluded = set(exclude_ids)
-    if excluded:
-        keep = np.array([pk not in excluded for pk in ids], dtype=bool)
-        frame, y = frame[keep].reset_index(drop=True), y[keep]
-    floods = int(y.sum())
-    if len(y) == 0 or min(floods, len(y) - floods) < max(min_per_class, 1):
-        return None
-    return evaluation.LabelledSet(
-        name="recorded outcomes",
-        frame=frame,
-        y=y,
-        description=f"{len(y)} audit rows with outcomes ({floods} floods)",
-    )
-
-
-def outcomes_for_gate(
-    *,
-    candidate_features: Sequence[str],
-    production_features: Sequence[str],
-    exclude_ids: Iterable[str] = (),
-    min_per_class: int = 0,
-) -> tuple[evaluation.LabelledSet | None, str | None]:
-    """Recorded outcomes both models can score, or None and the real reason there are none.
-
-    The reason names what stands in the way, in the order a person would fix it: no
-    outcomes at all; features differ (no outcome row holds every feature of one model); no
-    shared rows (rows cover each model but none both, or every such row trained a model);
-    too few of each class (with the counts).
-    """
-    names = sorted(set(candidate_features) | set(production_features))
-    labelled = labelled_set_get(
-        feature_names=names, exclude_ids=exclude_ids, min_per_class=min_per_class
-    )
-    if labelled is not None:
-        return labelled, None
-    return None, _why_no_outcomes(
-        candidate_features, production_features, set(exclude_ids), min_per_class
-    )
-
-
-def _why_no_outcomes(
-    candidate_features: Sequence[str],
-    production_features: Sequence[str],
-    excluded: set[str],
-    min_per_class: int,
-) -> str:
-    recorded = Prediction.objects.filter(outcome__isnull=False)
-    total = recorded.count()
-    if total == 0:
-        return "no outcomes are recorded yet"
-    names = sorted(set(candidate_features) | set(production_features))
-    if not recorded.filter(inputs__has_keys=names).exists():
-        covering = {
-            "candidate": recorded.filter(inputs__has_keys=list(candidate_features)).count(),
-            "production model": recorded.filter(inputs__has_keys=list(production_features)).count(),
-        }
-        if all(covering.values()):
-            return (
-                f"no shared rows: {covering['candidate']} recorded outcomes hold the candidate's "
-                f"features and {covering['production model']} the production model's, but none "
-                "holds both"
-            )
-        model = "candidate" if covering["candidate"] == 0 else "production model"
-        wanted = candidate_features if model == "candidate" else production_features
-        newest = recorded.order_by("-created_at", "-id").values_list("inputs", flat=True).first()
-        missing = [name for name in wanted if name not in (newest or {})]
-        return (
-            f"features differ: none of the {total} recorded outcomes holds every feature of the "
-            f"{model} (the newest lacks {', '.join(missing)})"
-        )
-    ids, _, y = _labelled_rows(names)
-    if not ids:
-        return (
-            "no shared rows: the recorded outcomes with both models' features have blank or "
-            "non-numeric values"
-        )
-    left = np.array([pk not in excluded for pk in ids], dtype=bool)
-    if not left.any():
-        return (
-            f"no shared rows: all {len(ids)} recorded outcomes with both models' features "
-            "trained one of the two models"
-        )
-    floods = int(y[left].sum())
-    return (
-        f"too few recorded outcomes of each class: {floods} floods and "
-        f"{int(left.sum()) - floods} non-floods that neither model was trained on (need "
-        f"{max(min_per_class, 1)} of each)"
-    )
 
 
 def _fingerprint(frame: pd.DataFrame, features: Sequence[str], target: str) -> str:
@@ -297,7 +171,7 @@ def model_version_retrain(
     features, target = manifest.feature_names, manifest.target
 
     say("reading audit rows with outcomes", 5)
-    ids, frame, y = _labelled_rows(features)
+    ids, frame, y = labelled_rows(features)
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     ids = [ids[i] for i in order]
     frame = frame.iloc[order].reset_index(drop=True)
@@ -426,39 +300,6 @@ def model_version_retrain(
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def retrain_job_submit(
-    *, name: str, include_original: bool, min_outcomes: int, user: Any
-) -> RetrainJob:
-    """Queue a retraining on a worker; a broker that cannot be reached leaves no job behind."""
-    if min_outcomes < 0:
-        raise ApplicationError(
-            "The minimum number of outcomes cannot be negative.",
-            fields={"min_outcomes": "must be 0 or more"},
-        )
-    model_version_get_production(name=name)  # a clear error now rather than a failed job
-    job = RetrainJob.objects.create(
-        name=name,
-        include_original=include_original,
-        min_outcomes=min_outcomes,
-        created_by=user,
-        step="waiting for a worker",
-    )
-    from mlcore.tasks import retrain_job_run_task
-
-    try:
-        retrain_job_run_task.apply_async(args=[job.pk], retry=False)
-    except Exception as exc:  # the broker's client raises several types for "unreachable"
-        logger.error("retrain_queue_unavailable", job=job.pk, error=str(exc))
-        RetrainJob.objects.filter(pk=job.pk).delete()
-        raise ApplicationError(
-            "The task queue is unavailable; nothing was queued. Try again in a moment.",
-            code="queue_unavailable",
-            status_code=503,
-        ) from exc
-    logger.info("retrain_queued", job=job.pk, name=name)
-    return job
 
 
 def retrain_job_run(*, job_id: int) -> RetrainJob | None:
