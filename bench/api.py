@@ -813,8 +813,10 @@ def _report(
             "number includes the load generator's CPU.",
             "- reference: DRF APIView that builds a pandas DataFrame from `inputs`, calls "
             "scikit-learn `predict_proba` on the production pipeline (joblib-loaded at import), "
-            "and saves one row with `Prediction.objects.create`; no explanation, no "
-            "range check, no throttle (floodsite's endpoint runs its throttle on every call).",
+            "and saves one row with the ORM's own INSERT (`Prediction.objects.bulk_create` of "
+            "one row: `objects.create` would call `Prediction.save`, which since the single "
+            "audit writer is the product's prepared INSERT); no explanation, no range check, "
+            "no throttle (floodsite's endpoint runs its throttle on every call).",
             "- audit: rows of the bench user counted before and after each run (after the "
             "server went idle) and every 2xx response's X-Request-ID matched to its row. "
             "*In flight at stop* are requests wrk had sent when its clock ran out: the server "

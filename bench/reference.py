@@ -40,18 +40,25 @@ class ReferencePredictionApi(APIView):
         risk_band = [band["name"] for band in BANDS if probability >= band["lower"]][-1]
         # The bench sends a unique X-Request-ID; the prefix keeps these rows apart in the audit.
         request_id = "reference-" + request.headers.get("X-Request-ID", "")
-        prediction = Prediction.objects.create(
-            user=request.user,
-            source="api",
-            model_version=PRODUCTION,
-            inputs=inputs,
-            probability=probability,
-            label=label,
-            risk_band=risk_band,
-            explanation=[],
-            out_of_range=[],
-            latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=request_id[:128],
+        # The ORM's own INSERT, compiled per call as ``objects.create`` compiles it. Not
+        # ``create``: Prediction.save goes through the product's audit writer (a prepared,
+        # precompiled INSERT), which is part of what the benchmark measures the product by.
+        (prediction,) = Prediction.objects.bulk_create(
+            [
+                Prediction(
+                    user=request.user,
+                    source="api",
+                    model_version=PRODUCTION,
+                    inputs=inputs,
+                    probability=probability,
+                    label=label,
+                    risk_band=risk_band,
+                    explanation=[],
+                    out_of_range=[],
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    request_id=request_id[:128],
+                )
+            ]
         )
         return Response(
             {
