@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from predictions import views
+from predictions import site_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,10 @@ urlpatterns = [
         views.batch_download,
         name="batch_download",
     ),
+    path("sites/", site_views.site_index, name="sites"),
+    path("sites/new/", site_views.site_new, name="site_new"),
+    path("sites/options/", site_views.site_options, name="site_options"),
+    path("sites/<str:code>/edit/", site_views.site_edit, name="site_edit"),
     path("predictions/", views.history, name="history"),
     path("predictions/export.csv", views.history_export, name="history_export"),
     path("predictions/<str:prediction_id>/", views.prediction_detail, name="prediction_detail"),
