@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("predict/", views.predict, name="predict"),
     path("batches/", views.batch_upload, name="batches"),
+    path("batches/template.csv", views.batch_template, name="batch_template"),
     path("batches/<str:job_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<str:job_id>/progress/", views.batch_progress_fragment, name="batch_progress"),
     path("batches/<str:job_id>/cancel/", views.batch_cancel_view, name="batch_cancel"),

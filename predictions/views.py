@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from typing import Any
 
@@ -428,8 +429,30 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
         features = _active().manifest.feature_names
     except ApplicationError:
         features = []
-    context = {"form": form, "jobs": batch_list(user=request.user)[:50], "features": features}
+    context = {
+        "form": form,
+        "jobs": batch_list(user=request.user)[:50],
+        "features": features,
+        "context_max_keys": settings.CONTEXT_MAX_KEYS,
+    }
     return render(request, "predictions/batches.html", context, status=status)
+
+
+@login_required
+@permissions_required(VIEW_PREDICTIONS)
+def batch_template(request: HttpRequest) -> HttpResponse:
+    """A CSV for the production model: its input columns and one row of typical values."""
+    try:
+        manifest = _active().manifest
+    except ApplicationError as exc:
+        return _no_model_page(request, exc)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    writer = csv.writer(response, lineterminator="\n")
+    writer.writerow(manifest.feature_names)
+    writer.writerow([f"{spec.default:g}" for spec in manifest.features])
+    name = f"{manifest.name}-template.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def _batch_context(job: BatchJob) -> dict[str, Any]:

@@ -220,6 +220,7 @@ MATRIX: list[Case] = [
     Case("batches", "GET", PAGE_READ),
     Case("batches", "POST", "302 403 302 302 302", data=lambda w: {"file": w.csv_upload()},
          multipart=True),
+    Case("batch_template", "GET", PAGE_READ),
     Case("batch_detail", "GET", PAGE_READ, PAGE_READ_OTHER, job_kw),
     Case("batch_progress", "GET", PAGE_READ, PAGE_READ_OTHER, job_kw),
     Case("batch_cancel", "POST", "302 403 302 302 302", "302 403 404 403 302", running_job_kw),
