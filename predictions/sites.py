@@ -55,7 +55,7 @@ def _coordinate(value: Any, *, name: str, limit: int) -> tuple[float | None, str
     return number, ""
 
 
-def _checked(values: Mapping[str, Any], *, code: str | None) -> dict[str, Any]:
+def site_values_check(values: Mapping[str, Any], *, code: str | None) -> dict[str, Any]:
     """The values cleaned, or one ApplicationError naming every field to fix."""
     problems: dict[str, str] = {}
     clean: dict[str, Any] = {}
@@ -121,7 +121,7 @@ def site_create(
     features: Mapping[str, Any] | None = None,
 ) -> Site:
     """Register a site; a code already taken is a 400 naming it (also when two race)."""
-    clean = _checked(
+    clean = site_values_check(
         {
             "name": name,
             "latitude": latitude,
@@ -150,7 +150,7 @@ def site_update(*, site: Site, changes: Mapping[str, Any]) -> Site:
             "Only a site's name, coordinates, notes and place values can be changed.",
             fields={name: "cannot be changed" for name in unknown},
         )
-    clean = _checked(changes, code=None)
+    clean = site_values_check(changes, code=None)
     for field, value in clean.items():
         setattr(site, field, value)
     site.save(update_fields=[*clean, "updated_at"])

@@ -94,3 +94,24 @@ def test_an_unknown_site_on_the_form_is_named_next_to_the_field(browser, product
     assert response.status_code == 400
     assert "unknown site code 'NOWHERE'" in html.unescape(response.content.decode())
     assert not Prediction.objects.exists()
+
+
+def test_admin_registers_and_checks_sites(admin_user, production_model):
+    client = Client()
+    client.force_login(admin_user)
+    url = reverse("admin:predictions_site_add")
+    refused = client.post(
+        url,
+        {"code": "ADM-1", "name": "Admin site", "latitude": "100", "features": '{"slope_deg": 95}'},
+    )
+    assert refused.status_code == 200
+    text = html.unescape(refused.content.decode())
+    assert "features.slope_deg: must be between 0 and 90" in text
+    assert "latitude: must be between -90 and 90" in text
+    assert not Site.objects.exists()
+    added = client.post(
+        url, {"code": "ADM-1", "name": "Admin site", "features": '{"slope_deg": 9}'}
+    )
+    assert added.status_code == 302
+    site = Site.objects.get()
+    assert site.features == {"slope_deg": 9.0} and site.created_by == admin_user

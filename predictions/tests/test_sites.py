@@ -179,3 +179,26 @@ def test_many_instances_share_one_site_and_context(gauge, analyst, typical_input
     stored = Prediction.objects.filter(pk__in=[r.pk for r in rows])
     assert {(p.site_id, p.context["run"]) for p in stored} == {(gauge.pk, "r1")}
     assert sorted(p.inputs["slope_deg"] for p in stored) == [0.5, 9.0]
+
+
+def test_the_history_export_carries_the_site_and_the_context(gauge, user, typical_inputs):
+    import csv
+    import io
+
+    from django.test import Client
+    from django.urls import reverse
+
+    prediction_create(
+        user=user, source=Source.WEB, inputs=moment(typical_inputs), site_code="GAUGE-7",
+        context={"station": "=007"},
+    )  # fmt: skip
+    prediction_create(user=user, source=Source.WEB, inputs=typical_inputs)
+    client = Client()
+    client.force_login(user)
+    response = client.get(reverse("history_export"))
+    text = b"".join(response.streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["site"], r["context"]) for r in rows] == [
+        ("", ""),
+        ("GAUGE-7", '{"station": "=007"}'),
+    ]
