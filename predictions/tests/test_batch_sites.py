@@ -166,3 +166,33 @@ def test_the_batch_page_offers_a_template_for_the_production_model(user, product
     assert lines[0] == names and len(lines) == 2
     job = run_job(submit(user, response.content.decode()))
     assert job.status == BatchStatus.SUCCEEDED
+
+
+def test_the_edge_client_passes_extra_columns_through(api, production_model, tmp_path):
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    bundle = api.get(f"/api/v1/models/{production_model.name}/{production_model.version}/onnx")
+    (tmp_path / "model.zip").write_bytes(bundle.content)
+    data = frame(3)
+    data.insert(0, "station", ["S1", "S2", "S3"])
+    data["year"] = ["2020", "2021", "2022"]
+    data.loc[1, "slope_deg"] = 500  # refused, and still carries its columns
+    data.to_csv(tmp_path / "sites.csv", index=False)
+    client = Path(django_settings.BASE_DIR) / "docs" / "edge_client.py"
+    result = subprocess.run(
+        [sys.executable, str(client), str(tmp_path / "model.zip"), str(tmp_path / "sites.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(lines[0]) == ["row", "station", "year", "probability", "risk_band", "error"]
+    assert [(r["station"], r["year"]) for r in lines] == [
+        ("S1", "2020"),
+        ("S2", "2021"),
+        ("S3", "2022"),
+    ]
+    assert lines[1]["error"].startswith("slope_deg") and lines[0]["probability"]
