@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import ADD_SITE, CHANGE_SITE, VIEW_SITES
 from floodsite.exceptions import ApplicationError
-from floodsite.rest import StrictSerializer
+from floodsite.rest import StrictSerializer, TextField, TextRegexField
 from predictions.models import SITE_CODE_PATTERN, Site
 from predictions.sites import site_create, site_get, site_list, site_update
 
@@ -56,23 +56,23 @@ _FEATURES_HELP = (
 
 
 class SiteCreateInput(StrictSerializer):
-    code = serializers.RegexField(SITE_CODE_PATTERN, help_text="Unique code of the site.")
-    name = serializers.CharField(max_length=200)
+    code = TextRegexField(SITE_CODE_PATTERN, help_text="Unique code of the site.")
+    name = TextField(max_length=200)
     latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
     longitude = serializers.FloatField(
         required=False, allow_null=True, min_value=-180, max_value=180
     )
-    notes = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    notes = TextField(required=False, allow_blank=True, max_length=2000)
     features = serializers.DictField(required=False, help_text=_FEATURES_HELP)
 
 
 class SiteUpdateInput(StrictSerializer):
-    name = serializers.CharField(required=False, max_length=200)
+    name = TextField(required=False, max_length=200)
     latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
     longitude = serializers.FloatField(
         required=False, allow_null=True, min_value=-180, max_value=180
     )
-    notes = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    notes = TextField(required=False, allow_blank=True, max_length=2000)
     features = serializers.DictField(
         required=False, help_text=_FEATURES_HELP + " Replaces the site's whole set."
     )
@@ -115,7 +115,7 @@ class SiteCollectionApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        raw = request.query_params.get("limit") or str(PAGE_SIZE)
+        raw = request.query_params.get("limit", str(PAGE_SIZE))
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
             raise ApplicationError(
                 f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.",

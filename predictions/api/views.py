@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
-from floodsite.rest import Pagination, StrictSerializer, client_ip
+from floodsite.exceptions import ApplicationError
+from floodsite.rest import Pagination, StrictSerializer, TextField, client_ip
 from mlcore.engine.explanation import log_odds, sigmoid
 from predictions.models import Outcome, Prediction, Source
 from predictions.selectors import (
@@ -206,8 +207,16 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def wants_explanation(request: Request) -> bool:
-    """``?explain=1`` (or true/yes/on)."""
-    return request.query_params.get("explain", "").lower() in {"1", "true", "yes", "on"}
+    """``?explain=1`` (or true/yes/on); 0/false/no/off or none is no; anything else a 400."""
+    raw = request.query_params.get("explain", "").lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    raise ApplicationError(
+        "explain must be true or false.",
+        fields={"explain": "true or false (also 1/0, yes/no, on/off)"},
+    )
 
 
 class PredictionCollectionApi(APIView):
@@ -220,7 +229,7 @@ class PredictionCollectionApi(APIView):
             required=False,
             help_text="Up to 1,000 sets of feature values; all are valid or none is scored.",
         )
-        site = serializers.CharField(
+        site = TextField(
             required=False,
             max_length=64,
             help_text="Code of a registered site: its place values fill the inputs left out "
