@@ -132,10 +132,11 @@ def block_columns(
     site_column = next((name for name in SITE_COLUMNS if name in passthrough), None)
     codes: list[str | None] = [None] * size
     if site_column is not None:
-        codes = list(_text(frame, site_column))
+        typed = _text(frame, site_column)
+        codes = list(typed)
         names = _text(frame, SITE_NAME_COLUMN) if SITE_NAME_COLUMN in passthrough else None
-        sites.load({code for code in codes if code})
-        for position, code in enumerate(codes):
+        sites.load({code for code in typed if code})
+        for position, code in enumerate(typed):
             reason = _site_problem(code, position, names, sites, column=site_column)
             if reason:
                 refused[position] = reason
