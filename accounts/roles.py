@@ -23,6 +23,9 @@ VIEW_ALL_PREDICTIONS = "predictions.view_all_predictions"  # ... and everyone el
 RECORD_OUTCOME = "predictions.add_outcome"  # on your own predictions
 RECORD_OUTCOME_ANY = "predictions.add_outcome_any"  # on anyone's: outcomes feed the gate
 CANCEL_ANY_BATCH = "predictions.change_batchjob"  # stop someone else's batch job
+VIEW_SITES = "predictions.view_site"  # the site register: list, search, its values
+ADD_SITE = "predictions.add_site"  # register a site (pages, API, a batch's unknown codes)
+CHANGE_SITE = "predictions.change_site"  # edit a site's name, position, notes, place values
 VIEW_MODELS = "mlcore.view_modelversion"  # the model pages and the edge download
 VIEW_MONITORING = "modelops.view_monitoringreport"  # dashboard, charts, alert banner
 HANDLE_ALERTS = "modelops.change_alert"  # acknowledge or resolve an alert
@@ -33,13 +36,15 @@ _ANALYST = [
     VIEW_PREDICTIONS,
     RECORD_OUTCOME,
     "predictions.view_outcome",
+    VIEW_SITES,
     VIEW_MODELS,
 ]
 
 # "app_label.codename" permissions per role; admin holds every permission of these apps,
 # which alone includes RECORD_OUTCOME_ANY, CANCEL_ANY_BATCH and RUN_CHECKS.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    Role.ANALYST: _ANALYST,
+    # Analysts keep the shared site register; auditors read it.
+    Role.ANALYST: [*_ANALYST, ADD_SITE, CHANGE_SITE],
     Role.AUDITOR: [
         *_ANALYST,
         VIEW_ALL_PREDICTIONS,

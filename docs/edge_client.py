@@ -42,7 +42,10 @@ def refusals(row):  # what the service refuses: values past a hard limit (old mo
 
 
 with open(sites, newline="") as handle:
-    rows = list(csv.DictReader(handle))
+    reader = csv.DictReader(handle)
+    rows = list(reader)
+# Columns that are not model inputs (a station id, a year) come back beside each answer.
+extra = [name for name in reader.fieldnames or [] if name not in features]
 reasons = {n: "; ".join(refusals(row)) for n, row in enumerate(rows, start=1)}
 good = [n for n, reason in reasons.items() if not reason]
 X = np.array([[float(rows[n - 1][k]) for k in spec["order"]] for n in good], dtype=spec["dtype"])
@@ -51,12 +54,13 @@ scored = session.run(["probabilities"], {spec["name"]: X})[0][:, 1] if good else
 p = dict(zip(good, np.clip(np.asarray(scored, dtype=float), 0, 1), strict=True))
 bands = sorted(manifest["risk_bands"], key=lambda band: band["lower"])
 output = csv.writer(sys.stdout, lineterminator="\n")  # a reason may hold commas
-output.writerow(["row", "probability", "risk_band", "error"])
+output.writerow(["row", *extra, "probability", "risk_band", "error"])
 for number, reason in reasons.items():
+    passed = [rows[number - 1][name] for name in extra]
     if reason:
-        output.writerow([number, "", "", reason])
+        output.writerow([number, *passed, "", "", reason])
     else:
         band = [b["name"] for b in bands if b["lower"] <= p[number]][-1]
-        output.writerow([number, repr(float(p[number])), band, ""])
+        output.writerow([number, *passed, repr(float(p[number])), band, ""])
 if len(good) < len(rows):
     sys.exit(f"{len(rows) - len(good)} of {len(rows)} rows refused: see their error column")

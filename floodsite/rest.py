@@ -102,6 +102,24 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON text: DRF's would turn a number into its digits."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class TextRegexField(serializers.RegexField):
+    """A RegexField that takes only JSON text, as TextField."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictSerializerScheme(OpenApiSerializerExtension):
     """Documents what StrictSerializer enforces: a request body has no undeclared properties."""
 

@@ -413,6 +413,10 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 API_MAX_INSTANCES = read(env.int, "API_MAX_INSTANCES", default=1000)
+# Context that passes through with a prediction (the API's "context", a batch file's extra
+# columns): at most this many entries, and this many bytes of JSON per prediction.
+CONTEXT_MAX_KEYS = read(env.int, "CONTEXT_MAX_KEYS", default=20)
+CONTEXT_MAX_BYTES = read(env.int, "CONTEXT_MAX_BYTES", default=2048)
 # Batch scoring: upload limits, rows per Celery task, and when a quiet job counts as stalled.
 BATCH_MAX_BYTES = read(env.int, "BATCH_MAX_BYTES", default=300_000_000)
 BATCH_MAX_ROWS = read(env.int, "BATCH_MAX_ROWS", default=2_000_000)

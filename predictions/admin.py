@@ -1,12 +1,18 @@
-"""Admin for the audit log: read-only, with the filters and search an auditor needs."""
+"""Admin for the audit log (read-only, with the filters and search an auditor needs) and the
+site register (checked as the pages and the API check it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from predictions.models import Outcome, Prediction
+from floodsite.exceptions import ApplicationError
+from predictions.models import Outcome, Prediction, Site
+from predictions.sites import EDITABLE, site_values_check
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,3 +48,40 @@ class OutcomeAdmin(ReadOnlyAdmin):
     list_filter = ("flooded", "observed_at")
     search_fields = ("prediction__id", "reported_by__username", "note")
     list_select_related = ("prediction", "reported_by")
+
+
+class SiteAdminForm(forms.ModelForm):
+    class Meta:
+        model = Site
+        fields = ["code", "name", "latitude", "longitude", "notes", "features"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        values = {name: data[name] for name in EDITABLE if name in data}
+        try:
+            cleaned = site_values_check(values, code=None)
+        except ApplicationError as exc:
+            for key, reason in exc.fields.items():
+                field = key.split(".", 1)[0]
+                self.add_error(field if field in self.fields else None, f"{key}: {reason}")
+        else:
+            data.update(cleaned)
+        return data
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    form = SiteAdminForm
+    list_display = ("code", "name", "latitude", "longitude", "updated_at")
+    search_fields = ("code", "name")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> tuple:
+        # The code identifies the site in files and calls: set once.
+        return (*self.readonly_fields, "code") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Site, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -22,6 +22,7 @@ progress for BATCH_STALLED_SECONDS, which also covers brokers that cannot redeli
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import time
@@ -41,6 +42,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.roles import ADD_SITE
 from floodsite import metrics
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import schema
@@ -48,6 +50,7 @@ from mlcore.engine.inference import score_batch
 from mlcore.selectors import loaded_model_get, predictor_get_active
 from predictions import batch_records
 from predictions.audit_writer import audit_rows_write_shared
+from predictions.batch_columns import BlockColumns, SiteLookup, block_columns, header_plan
 from predictions.exports import safe_cell
 from predictions.models import (
     BatchChunk,
@@ -56,6 +59,7 @@ from predictions.models import (
     BatchStatus,
     Source,
 )
+from predictions.sites import sites_create_missing
 
 logger = structlog.get_logger(__name__)
 
@@ -114,30 +118,6 @@ def _read_header(upload: IO[bytes]) -> list[str]:
     return [name.strip() for name in next(csv.reader([first_line]), [])]
 
 
-def _check_header(header: list[str], features: list[str]) -> None:
-    problems: dict[str, str] = {}
-    seen: set[str] = set()
-    duplicates = sorted({n for n in header if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
-    if duplicates:
-        problems["header"] = "duplicate columns: " + ", ".join(duplicates[:20])
-    missing = [name for name in features if name not in seen]
-    unknown = [name for name in header if name not in features]
-    if missing:
-        problems["missing_columns"] = ", ".join(missing)
-    if unknown:
-        shown = ", ".join(repr(name) for name in unknown[:20])
-        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-        problems["unknown_columns"] = shown + more
-    if problems:
-        raise ApplicationError(
-            "The header does not match the model's inputs: "
-            + "; ".join(f"{key.replace('_', ' ')}: {value}" for key, value in problems.items())
-            + ".",
-            fields=problems,
-            code="invalid_header",
-        )
-
-
 def _count_data_rows(upload: IO[bytes]) -> int:
     """Lines after the header (an upper bound when quoted cells hold line breaks)."""
     upload.seek(0)
@@ -175,7 +155,11 @@ def batch_create(
                 )
             return existing
     loaded = predictor_get_active(name=settings.FLOODSITE_MODEL_NAME)
-    _check_header(_read_header(upload), loaded.manifest.feature_names)
+    passthrough = header_plan(
+        _read_header(upload),
+        loaded.manifest.feature_names,
+        [spec.name for spec in schema.place_features(loaded.manifest)],
+    )
     rows = _count_data_rows(upload)
     if rows == 0:
         raise ApplicationError(
@@ -194,6 +178,7 @@ def batch_create(
         original_name=(upload.name or "upload.csv")[:255],
         model_version=loaded.model_version,
         idempotency_key=idempotency_key,
+        passthrough_columns=passthrough,
     )
     job.input_file.save("input.csv", upload, save=False)
     job.save()
@@ -362,7 +347,7 @@ def batch_split(*, job_id: str) -> list[int]:
 # --- scoring ------------------------------------------------------------------------------
 
 
-def _read_chunk(path: Path, *, block_rows: int) -> Iterator[pd.DataFrame]:
+def _read_chunk(path: Path, *, block_rows: int, text_columns: list[str]) -> Iterator[pd.DataFrame]:
     """The chunk in frames of ``block_rows`` rows.
 
     batch_split let through only records of the header's width and bounded size (the rest are
@@ -375,7 +360,8 @@ def _read_chunk(path: Path, *, block_rows: int) -> Iterator[pd.DataFrame]:
         encoding="utf-8-sig",
         encoding_errors="replace",
         skipinitialspace=True,
-        dtype=None,
+        # Pass-through cells are kept as written ("007" stays "007"); inputs are parsed.
+        dtype={name: str for name in text_columns} or None,
         index_col=False,
         chunksize=block_rows,
     ) as reader:
@@ -393,18 +379,30 @@ def _read_rejects(path: Path) -> dict[int, str]:
 
 
 def _validate_block(
-    manifest: Any, frame: pd.DataFrame, *, offset: int, rejects: dict[int, str]
+    manifest: Any,
+    frame: pd.DataFrame,
+    *,
+    offset: int,
+    rejects: dict[int, str],
+    columns: BlockColumns | None = None,
 ) -> schema.RowValidation:
-    """Validate one block; positions in the result count from the chunk's first row."""
+    """Validate one block; positions in the result count from the chunk's first row.
+
+    A record batch_split refused, and a row whose site or pass-through columns are refused
+    (``columns``), is reported with that reason alone.
+    """
     checked = schema.validate_frame(manifest, frame)
-    refused = {p - offset: r for p, r in rejects.items() if offset <= p < offset + len(frame)}
+    refused = {p - offset: ("", r) for p, r in rejects.items() if offset <= p < offset + len(frame)}
+    if columns is not None:
+        for position, problem in columns.refused.items():
+            refused.setdefault(position, problem)
     if refused:
         keep = ~np.isin(checked.valid_index, list(refused))
         checked = schema.RowValidation(
             matrix=checked.matrix[keep],
             valid_index=checked.valid_index[keep],
             errors=[e for e in checked.errors if e[0] not in refused]
-            + [(position, "", reason) for position, reason in refused.items()],
+            + [(position, column, reason) for position, (column, reason) in refused.items()],
         )
     return schema.RowValidation(
         matrix=checked.matrix,
@@ -479,7 +477,31 @@ def _uuid7_hex(count: int) -> list[str]:
     return [text[32 * i : 32 * (i + 1)] for i in range(count)]
 
 
-def _write_result_part(path: Path, *, rows: np.ndarray, text: _FormattedRows, scores: Any) -> None:
+def _write_result_part(
+    path: Path,
+    *,
+    rows: np.ndarray,
+    text: _FormattedRows,
+    scores: Any,
+    cells: list[list[str]] | None = None,
+) -> None:
+    if cells is not None:
+        # Pass-through text needs quoting, and formula-looking cells are neutralised.
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerows(
+                [row, *[safe_cell(cell) for cell in passed], *numbers, probability, label, band]
+                for row, passed, numbers, probability, label, band in zip(
+                    rows.tolist(),
+                    cells,
+                    text.cells,
+                    text.probability,
+                    scores.label,
+                    scores.risk_band,
+                    strict=True,
+                )
+            )
+        return
     with open(path, "w", encoding="utf-8") as out:
         out.writelines(
             f"{row},{','.join(cells)},{probability},{label},{band}\n"
@@ -502,6 +524,8 @@ def _write_audit_rows(
     scores: Any,
     names: list[str],
     latency_ms: float,
+    site_ids: list[int | None] | None = None,
+    contexts: list[dict[str, str] | None] | None = None,
 ) -> None:
     """One audit row per scored row, through the audit log's writer (COPY on PostgreSQL)."""
     if not len(rows):
@@ -510,6 +534,11 @@ def _write_audit_rows(
     out_of_range: list[list[str]] = [[] for _ in range(len(rows))]
     for i in np.flatnonzero(scores.out_of_range.any(axis=1)).tolist():
         out_of_range[i] = list(outside_names[scores.out_of_range[i]])
+    per_row_extra: dict[str, list[Any]] = {}
+    if site_ids is not None:
+        per_row_extra["site_id"] = site_ids
+    if contexts is not None:
+        per_row_extra["context"] = contexts
     audit_rows_write_shared(
         count=len(rows),
         shared={
@@ -530,6 +559,7 @@ def _write_audit_rows(
             "risk_band": list(scores.risk_band),
             "out_of_range": out_of_range,
             "batch_row": rows.tolist(),
+            **per_row_extra,
         },
         # A crash can only lose a chunk whose done flag is lost with it (the chunk runs
         # again); batch_finalize commits synchronously, which flushes every chunk before the
@@ -544,7 +574,7 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
     The chunk is read and validated in blocks of BATCH_BLOCK_ROWS rows; between blocks the
     task renews its lease (so the resumer leaves it alone) and stops if the job was cancelled.
     """
-    job = BatchJob.objects.select_related("model_version").filter(pk=job_id).first()
+    job = BatchJob.objects.select_related("model_version", "owner").filter(pk=job_id).first()
     chunk = BatchChunk.objects.filter(job_id=job_id, index=index).first()
     if job is None or chunk is None or chunk.done or job.finished:
         return False
@@ -561,16 +591,31 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
     started = time.perf_counter()
     loaded = loaded_model_get(model_version=job.model_version)
     names = loaded.manifest.feature_names
+    passthrough = list(job.passthrough_columns or [])
+    place = schema.place_features(loaded.manifest)
+    sites = SiteLookup(may_register=bool(passthrough) and job.owner.has_perm(ADD_SITE))
     rejects = _read_rejects(_chunk_path(job, index, "rejects"))
     blocks: list[schema.RowValidation] = []
+    extras: list[BlockColumns] = []
     read = 0
     for frame in _read_chunk(
-        _chunk_path(job, index, "input"), block_rows=settings.BATCH_BLOCK_ROWS
+        _chunk_path(job, index, "input"),
+        block_rows=settings.BATCH_BLOCK_ROWS,
+        text_columns=passthrough,
     ):
         if not _chunk_renew(chunk):
             logger.info("batch_chunk_stopped", job=str(job.pk), chunk=index, rows_read=read)
             return False
-        blocks.append(_validate_block(loaded.manifest, frame, offset=read, rejects=rejects))
+        columns = (
+            block_columns(frame, passthrough=passthrough, place=place, sites=sites)
+            if passthrough
+            else None
+        )
+        blocks.append(
+            _validate_block(loaded.manifest, frame, offset=read, rejects=rejects, columns=columns)
+        )
+        if columns is not None:
+            extras.append(columns)
         read += len(frame)
     checked = schema.RowValidation(  # a chunk file holds at least one row: one block or more
         matrix=np.concatenate([block.matrix for block in blocks]),
@@ -580,10 +625,21 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
     scores = score_batch(loaded.predictor, checked.matrix)
     rows = checked.valid_index + chunk.first_row
     latency_ms = (time.perf_counter() - started) * 1000 / max(read, 1)
+    # Positions in the chunk -> what the extra columns said, for the valid rows and the errors.
+    cells = [row for block in extras for row in block.cells] if extras else None
+    codes = [code for block in extras for code in block.codes] if extras else None
+    contexts = [context for block in extras for context in block.contexts] if extras else None
+    valid = checked.valid_index.tolist()
 
     # The parsed numbers, not the raw cells: nothing a spreadsheet could run reaches the file.
     text = _format_rows(checked.matrix, scores.probability)
-    _write_result_part(_chunk_path(job, index, "result"), rows=rows, text=text, scores=scores)
+    _write_result_part(
+        _chunk_path(job, index, "result"),
+        rows=rows,
+        text=text,
+        scores=scores,
+        cells=[cells[i] for i in valid] if cells is not None else None,
+    )
 
     failed_rows = read - len(checked.valid_index)
     if not _chunk_renew(chunk):
@@ -593,6 +649,18 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
         locked = BatchChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.done:  # a duplicate delivery finished it while this one was scoring
             return False
+        site_ids = None
+        if codes is not None and any(code is not None for code in codes):
+            # Sites named only by rows that failed are not registered.
+            used = {codes[i] for i in valid if codes[i] is not None}
+            ids = {code: known[0] for code, known in sites.known.items() if code in used}
+            ids.update(
+                sites_create_missing(
+                    user=job.owner,
+                    names={c: n for c, n in sites.planned.items() if c in used and c not in ids},
+                )
+            )
+            site_ids = [ids.get(codes[i]) if codes[i] else None for i in valid]
         _write_audit_rows(
             job=job,
             rows=rows,
@@ -600,6 +668,8 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
             scores=scores,
             names=names,
             latency_ms=latency_ms,
+            site_ids=site_ids,
+            contexts=[contexts[i] for i in valid] if contexts is not None else None,
         )
         BatchRowError.objects.bulk_create(
             [
@@ -608,6 +678,7 @@ def _chunk_score(job: BatchJob, chunk: BatchChunk) -> bool:
                     row_number=chunk.first_row + position,
                     column=column[:255],
                     reason=reason[:255],
+                    passthrough=cells[position] if cells is not None else None,
                 )
                 for position, column, reason in checked.errors
             ],
@@ -648,9 +719,14 @@ def batch_finalize(*, job_id: str) -> BatchJob | None:
         return job
     folder = _job_dir(job)
     names = [feature["name"] for feature in job.model_version.manifest["features"]]
+    passthrough = list(job.passthrough_columns or [])
     result_path = folder / "results.csv"
     with open(result_path, "wb") as out:
-        out.write(",".join(["row", *names, *RESULT_COLUMNS]).encode() + b"\n")
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(
+            ["row", *[safe_cell(name) for name in passthrough], *names, *RESULT_COLUMNS]
+        )
+        out.write(header.getvalue().encode())
         for index in range(job.chunks_total):
             part = _chunk_path(job, index, "result")
             if part.exists():
@@ -659,9 +735,19 @@ def batch_finalize(*, job_id: str) -> BatchJob | None:
     error_path = folder / "errors.csv"
     with open(error_path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["row", "column", "reason"])
+        writer.writerow(["row", *[safe_cell(name) for name in passthrough], "column", "reason"])
+        blank = [""] * len(passthrough)
         for error in job.row_errors.order_by("row_number", "id").iterator(chunk_size=5_000):
-            writer.writerow([error.row_number, safe_cell(error.column), safe_cell(error.reason)])
+            # A record refused before it was read (too long, binary) has no cells to give back.
+            passed = error.passthrough if error.passthrough is not None else blank
+            writer.writerow(
+                [
+                    error.row_number,
+                    *[safe_cell(cell) for cell in passed],
+                    safe_cell(error.column),
+                    safe_cell(error.reason),
+                ]
+            )
     job.refresh_from_db()
     if job.total_rows and job.failed_rows >= job.total_rows:
         status = BatchStatus.FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -29,7 +30,8 @@ class _Echo:
 def prediction_csv_lines(
     predictions: Iterable[Prediction], *, features: Sequence[str]
 ) -> Iterator[str]:
-    """Header then one line per prediction: outputs, the outcome if known, then the inputs."""
+    """Header then one line per prediction: outputs, the outcome if known, the site's code and
+    the context (as JSON), then the inputs."""
     writer = csv.writer(_Echo())
     yield writer.writerow(
         [
@@ -48,6 +50,8 @@ def prediction_csv_lines(
             "out_of_range",
             "observed_flooded",
             "observed_at",
+            "site",
+            "context",
             *features,
         ]
     )
@@ -76,6 +80,8 @@ def prediction_csv_lines(
             " ".join(p.out_of_range),
             "" if outcome is None else ("yes" if outcome.flooded else "no"),
             "" if outcome is None else outcome.observed_at.isoformat(),
+            p.site.code if p.site_id is not None else "",
+            "" if p.context is None else json.dumps(p.context, ensure_ascii=False),
             *[p.inputs.get(name, "") for name in features],
         ]
         yield writer.writerow([safe_cell(cell) for cell in row])

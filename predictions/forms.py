@@ -75,26 +75,63 @@ def _category_field(spec: FeatureSpec) -> forms.TypedChoiceField:
     return field
 
 
+def site_field(*, options_url: str = "") -> forms.CharField:
+    """The site picker: a text input with a datalist that an htmx search fills as one types."""
+    attrs = {"list": "site-options", "autocomplete": "off", "spellcheck": "false"}
+    if options_url:
+        attrs.update(
+            {
+                "hx-get": options_url,
+                "hx-trigger": "input changed delay:250ms",
+                "hx-target": "#site-options",
+                "hx-swap": "innerHTML",
+            }
+        )
+    return forms.CharField(
+        label="Site",
+        required=False,
+        max_length=64,
+        help_text="Type a site's code or name and pick it: its place values are filled in. "
+        "Values you change are used for this prediction only; the site keeps its own.",
+        widget=forms.TextInput(attrs=attrs),
+    )
+
+
 class PredictionForm(forms.Form):
     """One field per feature of the manifest, grouped as the manifest groups them.
 
     Values outside a feature's typical range are allowed (the model scores them and the result
     flags them); the page warns as the analyst types, it does not refuse. Values outside its
     hard limits (physically impossible) are refused next to the field.
+
+    A site may be named: place features left blank are then filled from the site's values
+    (by the service), so they are not required here; ``place`` gives a site's values as the
+    form's initial ones.
     """
 
     submission = forms.UUIDField(widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, manifest: Manifest, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        manifest: Manifest,
+        place: dict[str, float] | None = None,
+        options_url: str = "",
+        **kwargs: Any,
+    ) -> None:
         initial = kwargs.setdefault("initial", {})
+        for name, value in (place or {}).items():
+            initial.setdefault(name, _number(value))
         for spec in manifest.features:
             initial.setdefault(spec.name, _number(spec.default))  # a category's code, too
         initial.setdefault("submission", uuid.uuid4())
         super().__init__(*args, **kwargs)
         self.manifest = manifest
+        self.fields["site"] = site_field(options_url=options_url)
         for spec in manifest.features:
             if spec.kind == "category":
                 self.fields[spec.name] = _category_field(spec)
+                self.fields[spec.name].required = spec.scope != "place"
                 continue
             field_class = forms.IntegerField if spec.dtype == "int" else forms.FloatField
             # A model trained from a CSV without a schema file knows no units; say so rather
@@ -118,9 +155,11 @@ class PredictionForm(forms.Form):
                     "invalid": ("Enter a whole number" if spec.dtype == "int" else "Enter a number")
                     + f", e.g. {_number(spec.default)}.",
                 },
+                required=spec.scope != "place",
                 widget=forms.NumberInput(
                     attrs={
                         "step": "1" if spec.dtype == "int" else "any",
+                        **({"data-place": spec.name} if spec.scope == "place" else {}),
                         "inputmode": "numeric" if spec.dtype == "int" else "decimal",
                         **_hard_limit_attrs(spec),
                         "data-typical-min": _number(spec.minimum),
@@ -138,13 +177,19 @@ class PredictionForm(forms.Form):
             grouped.setdefault(spec.group or "Inputs", []).append(self[spec.name])
         return list(grouped.items())
 
-    def inputs(self) -> dict[str, float]:
-        return {spec.name: self.cleaned_data[spec.name] for spec in self.manifest.features}
+    def inputs(self) -> dict[str, float | None]:
+        """The values entered; a blank place feature is None (the site's value fills it)."""
+        return {spec.name: self.cleaned_data.get(spec.name) for spec in self.manifest.features}
+
+    def site_code(self) -> str | None:
+        return (self.cleaned_data.get("site") or "").strip() or None
 
     def add_service_errors(self, fields: dict[str, str]) -> None:
         """Attach the service's `inputs.<feature>` errors to the matching fields."""
         for key, reason in fields.items():
             name = key.removeprefix("inputs.")
+            if name in self.fields and name in self.errors:
+                continue  # the form's own message already says it
             self.add_error(name if name in self.fields else None, str(reason))
 
 
@@ -268,3 +313,79 @@ class BatchUploadForm(forms.Form):
         help_text="One row per site, one column per model input, a header row first.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
+
+
+PLACE_PREFIX = "place_"
+
+
+class SiteForm(forms.Form):
+    """A site of the register: code (set once), name, coordinates, notes and the production
+    model's place values. predictions.sites checks them again and names what to fix."""
+
+    code = forms.CharField(
+        label="Code",
+        max_length=64,
+        help_text="Unique; letters, digits, dots, dashes or underscores. Cannot be changed later.",
+    )
+    name = forms.CharField(label="Name", max_length=200)
+    latitude = forms.FloatField(
+        label="Latitude",
+        required=False,
+        min_value=-90,
+        max_value=90,
+        help_text="Decimal degrees, -90 to 90.",
+        widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
+    )
+    longitude = forms.FloatField(
+        label="Longitude",
+        required=False,
+        min_value=-180,
+        max_value=180,
+        help_text="Decimal degrees, -180 to 180.",
+        widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
+    )
+    notes = forms.CharField(
+        label="Notes",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def __init__(
+        self, *args: Any, place_specs: list[FeatureSpec], editing: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.place_specs = place_specs
+        if editing:
+            del self.fields["code"]
+        for spec in place_specs:
+            unit = f" ({spec.unit})" if spec.unit else ""
+            self.fields[PLACE_PREFIX + spec.name] = forms.CharField(
+                label=f"{feature_label(spec)}{unit}",
+                required=False,
+                help_text=f"{spec.description} Leave blank if not known.",
+                widget=forms.TextInput(attrs={"inputmode": "decimal"}),
+            )
+
+    def place_fields(self) -> list[forms.BoundField]:
+        return [self[PLACE_PREFIX + spec.name] for spec in self.place_specs]
+
+    def base_fields_bound(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if not name.startswith(PLACE_PREFIX)]
+
+    def values(self) -> dict[str, Any]:
+        """The cleaned values as predictions.sites takes them (place values by feature)."""
+        data = {
+            name: self.cleaned_data.get(name) for name in ("name", "latitude", "longitude", "notes")
+        }
+        data["features"] = {
+            spec.name: self.cleaned_data.get(PLACE_PREFIX + spec.name) for spec in self.place_specs
+        }
+        return data
+
+    def add_service_errors(self, fields: dict[str, str], message: str) -> None:
+        for key, reason in fields.items():
+            name = PLACE_PREFIX + key.removeprefix("features.") if "." in key else key
+            self.add_error(name if name in self.fields else None, str(reason))
+        if not fields:
+            self.add_error(None, message)

@@ -1,10 +1,11 @@
-"""The audit log of every prediction, the observed outcomes, and idempotency records."""
+"""The register of sites, the audit log of every prediction, outcomes, idempotency, batches."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -45,6 +46,74 @@ class RealPredictionManager(models.Manager["Prediction"]):
         return PredictionQuerySet(self.model, using=self._db).exclude(
             source__in=EXPLORATION_SOURCES
         )
+
+
+SITE_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SITE_CODE_RULE = (
+    "1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit"
+)
+
+
+class Site(models.Model):
+    """A place watched over time (a gauge, a village, a catchment), shared by every user.
+
+    ``features`` holds the site's values of the production model's place features (those its
+    feature metadata marks ``scope: place``), keyed by feature name; a prediction for the site
+    starts from them and the analyst enters the moment's values. A prediction never changes
+    the register: values typed over the site's are kept on its audit row only.
+    """
+
+    code = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(SITE_CODE_PATTERN, message=f"Use {SITE_CODE_RULE}.")],
+        help_text=f"Unique; {SITE_CODE_RULE}.",
+    )
+    name = models.CharField(max_length=200)
+    latitude = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-90), MaxValueValidator(90)],
+        help_text="Decimal degrees, -90 to 90 (WGS 84).",
+    )
+    longitude = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-180), MaxValueValidator(180)],
+        help_text="Decimal degrees, -180 to 180 (WGS 84).",
+    )
+    notes = models.TextField(blank=True, max_length=2000)
+    features = models.JSONField(
+        default=dict, blank=True, help_text="Place-feature values by feature name."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        indexes = [models.Index(fields=["name", "code"], name="site_name_code")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(latitude__isnull=True)
+                | models.Q(latitude__gte=-90, latitude__lte=90),
+                name="site_latitude_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(longitude__isnull=True)
+                | models.Q(longitude__gte=-180, longitude__lte=180),
+                name="site_longitude_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
 
 
 class Prediction(models.Model):
@@ -116,6 +185,19 @@ class Prediction(models.Model):
     shadow_error = models.CharField(
         max_length=300, blank=True, help_text="Why the shadow version gave no answer."
     )
+    # The place asked about, when one was named (web form, API "site", a batch's site column).
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="predictions",
+        db_index=False,  # covered by prediction_site_created
+        db_constraint=False,
+    )
+    # Values that came with the question but are not model inputs (a batch file's extra
+    # columns, the API's "context"): returned beside the answer, never scored.
+    context = models.JSONField(null=True, blank=True)
 
     # The first manager is the default one (admin forms, related lookups by default, every
     # ``Prediction.objects`` reader); the whole audit trail is asked for by name.
@@ -135,6 +217,11 @@ class Prediction(models.Model):
                 fields=["shadow_model_version", "-created_at"],
                 name="prediction_shadow_created",
                 condition=models.Q(shadow_model_version__isnull=False),
+            ),
+            models.Index(
+                fields=["site", "-created_at"],
+                name="prediction_site_created",
+                condition=models.Q(site__isnull=False),
             ),
         ]
         constraints = [
@@ -258,6 +345,12 @@ class BatchJob(models.Model):
     result_file = models.FileField(upload_to=_batch_path, max_length=300, blank=True)
     error_file = models.FileField(upload_to=_batch_path, max_length=300, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
+    passthrough_columns = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The file's columns that are not model inputs, in their order; returned "
+        "beside each answer in results.csv and errors.csv.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     progress_at = models.DateTimeField(
@@ -321,6 +414,8 @@ class BatchRowError(models.Model):
     row_number = models.PositiveIntegerField()
     column = models.CharField(max_length=255, blank=True)
     reason = models.CharField(max_length=255)
+    # The row's pass-through cells (BatchJob.passthrough_columns), for errors.csv.
+    passthrough = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "row_number", "id"]

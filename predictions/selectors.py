@@ -30,7 +30,7 @@ def user_sees_everything(user: Any) -> bool:
 def prediction_visible(*, user: Any, what_if: bool = False) -> QuerySet[Prediction]:
     """Predictions ``user`` may read; what-if answers only when ``what_if`` asks for them."""
     manager = Prediction.all_sources if what_if else Prediction.objects
-    qs = manager.select_related("model_version", "user", "outcome__reported_by")
+    qs = manager.select_related("model_version", "user", "site", "outcome__reported_by")
     return qs if user_sees_everything(user) else qs.filter(user=user)
 
 

@@ -31,7 +31,16 @@ from mlcore.engine.errors import SchemaError
 from mlcore.engine.inference import Prediction as Scored
 from mlcore.selectors import LoadedModel, ServingSet, serving_set_get
 from predictions.audit_writer import audit_row_build, audit_row_insert, audit_rows_insert
-from predictions.models import EXPLORATION_SOURCES, IdempotencyRecord, Outcome, Prediction, Source
+from predictions.context import context_checked
+from predictions.models import (
+    EXPLORATION_SOURCES,
+    IdempotencyRecord,
+    Outcome,
+    Prediction,
+    Site,
+    Source,
+)
+from predictions.sites import site_for_code, site_inputs
 
 logger = structlog.get_logger(__name__)
 
@@ -83,6 +92,8 @@ def _row(
     shadow_version_id: int | None = None,
     shadow: Scored | None = None,
     shadow_error: str = "",
+    site: Site | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Prediction:
     row = audit_row_build(
         {
@@ -103,12 +114,26 @@ def _row(
             "shadow_probability": shadow.probability if shadow is not None else None,
             "shadow_risk_band": shadow.risk_band if shadow is not None else "",
             "shadow_error": shadow_error,
+            "site_id": site.pk if site is not None else None,
+            "context": context,
         }
     )
     # Through the relation descriptors, as keyword arguments would: the answer reads both.
     row.user = user
     row.model_version = loaded.model_version
+    if site is not None:
+        row.site = site
     return row
+
+
+def _invalid_inputs(exc: SchemaError, site: Site | None, prefix: str = "inputs.") -> dict:
+    """The service's field errors; a place value missing with a site says the site lacks it."""
+    fields = {}
+    for name, reason in exc.fields.items():
+        if site is not None and reason == schema.REQUIRED:
+            reason = f"required: site {site.code!r} has no value for it"
+        fields[f"{prefix}{name}"] = reason
+    return fields
 
 
 def _named_inputs(loaded: LoadedModel, values: Any) -> dict[str, float]:
@@ -128,8 +153,15 @@ def prediction_create(
     client_ip: str | None = None,
     guard: InsertGuard | None = None,
     explain: bool = False,
+    site_code: str | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Prediction:
     """Validate one set of inputs, score it and log the audit row.
+
+    With a ``site_code`` the site's place values fill the inputs not given (a value given
+    wins and is what the row keeps; the register is not changed) and the row references the
+    site. ``context`` (plain values, within CONTEXT_MAX_KEYS and CONTEXT_MAX_BYTES) is kept
+    on the row as it came, never scored.
 
     With ``explain`` the row also stores the exact explanation (the baseline and every
     input's contribution). It costs far more than the prediction (tree models walk every leaf),
@@ -144,14 +176,18 @@ def prediction_create(
     written nothing, when it no longer holds (the API's reused token check relies on this).
     """
     started = time.perf_counter()
+    site = site_for_code(site_code) if site_code is not None else None
+    kept_context = context_checked(context) if context is not None else None
     serving = _serving_set()
     loaded = serving.answering(user_id=getattr(user, "pk", None))
+    if site is not None:
+        inputs = site_inputs(site, loaded.manifest, inputs)
     try:
         values = schema.validate_inputs(loaded.manifest, inputs)
     except SchemaError as exc:
         raise ApplicationError(
             "Some inputs are invalid: " + ", ".join(sorted(exc.fields)) + ".",
-            fields={f"inputs.{name}": reason for name, reason in exc.fields.items()},
+            fields=_invalid_inputs(exc, site),
             code="invalid_input",
         ) from exc
     scored = loaded.predictor.predict_one(values, explain=explain)
@@ -170,6 +206,8 @@ def prediction_create(
         shadow_version_id=shadow_id,
         shadow=shadow[0] if shadow else None,
         shadow_error=shadow_error,
+        site=site,
+        context=kept_context,
     )
     # One INSERT in autocommit: the row is durable before the caller sees the answer.
     audit_row_insert(row, guard=guard)
@@ -208,10 +246,13 @@ def prediction_create_many(
     request_id: str = "",
     client_ip: str | None = None,
     explain: bool = False,
+    site_code: str | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Validate up to API_MAX_INSTANCES rows; all valid, or a 400 naming every bad cell.
 
-    ``explain`` stores each row's exact explanation, as prediction_create does.
+    ``explain`` stores each row's exact explanation, as prediction_create does; a
+    ``site_code`` and a ``context`` apply to every instance, as they do to one.
     """
     started = time.perf_counter()
     limit = settings.API_MAX_INSTANCES
@@ -225,12 +266,21 @@ def prediction_create_many(
             fields={"instances": f"at most {limit} items, got {len(instances)}"},
             code="too_many_instances",
         )
+    site = site_for_code(site_code) if site_code is not None else None
+    kept_context = context_checked(context) if context is not None else None
     serving = _serving_set()
     loaded = serving.answering(user_id=getattr(user, "pk", None))
+    if site is not None:
+        instances = [
+            site_inputs(site, loaded.manifest, row) if isinstance(row, Mapping) else row
+            for row in instances
+        ]
     checked = schema.validate_rows(loaded.manifest, instances)
     if checked.errors:
         fields: dict[str, str] = {}
         for index, column, reason in checked.errors:
+            if site is not None and reason == schema.REQUIRED:
+                reason = f"required: site {site.code!r} has no value for it"
             fields[f"instances[{index}].{column}" if column else f"instances[{index}]"] = reason
         raise ApplicationError(
             f"{checked.n_invalid} of {len(instances)} instances are invalid.",
@@ -255,6 +305,8 @@ def prediction_create_many(
             shadow_version_id=shadow_id,
             shadow=shadow[index] if shadow else None,
             shadow_error=shadow_error,
+            site=site,
+            context=kept_context,
         )
         for index, (result, values) in enumerate(zip(scored, checked.matrix, strict=True))
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -20,6 +22,7 @@ from accounts.roles import (
     RECORD_OUTCOME,
     RECORD_OUTCOME_ANY,
     VIEW_PREDICTIONS,
+    VIEW_SITES,
 )
 from floodsite.exceptions import ApplicationError
 from floodsite.rest import client_ip
@@ -56,6 +59,7 @@ from predictions.services import (
     request_fingerprint,
     what_if_create,
 )
+from predictions.sites import site_for_code, site_place_values
 
 HISTORY_PAGE_SIZE = 25
 # Factors drawn one per line on the result page; the rest share one line.
@@ -119,9 +123,28 @@ def predict(request: HttpRequest) -> HttpResponse:
         loaded = _active()
     except ApplicationError as exc:
         return _no_model_page(request, exc)
-    form = PredictionForm(request.POST or None, manifest=loaded.manifest)
+    options_url = reverse("site_options") if request.user.has_perm(VIEW_SITES) else ""
+    place, initial = None, {}
+    asked = request.GET.get("site", "").strip() if request.method == "GET" else ""
+    if asked:
+        # "Predict for this site" from the register: the form opens with its values.
+        try:
+            site = site_for_code(asked)
+        except ApplicationError:
+            pass  # the field then shows the code, and a submit names the problem
+        else:
+            place = site_place_values(site, loaded.manifest)
+        initial["site"] = asked
+    form = PredictionForm(
+        request.POST or None,
+        manifest=loaded.manifest,
+        place=place,
+        options_url=options_url,
+        initial=initial,
+    )
     if request.method == "POST" and form.is_valid():
         inputs = form.inputs()
+        site_code = form.site_code()
         try:
             # The hidden submission id makes a double click or a resent form land on the
             # first result instead of logging the same question twice.
@@ -129,7 +152,7 @@ def predict(request: HttpRequest) -> HttpResponse:
                 user=request.user,
                 key=f"web-predict-{form.cleaned_data['submission']}",
                 fingerprint=lambda: request_fingerprint(
-                    method="POST", path=request.path, body=inputs
+                    method="POST", path=request.path, body={"inputs": inputs, "site": site_code}
                 ),
                 perform=lambda: (
                     201,
@@ -139,6 +162,7 @@ def predict(request: HttpRequest) -> HttpResponse:
                                 user=request.user,
                                 source=Source.WEB,
                                 inputs=inputs,
+                                site_code=site_code,
                                 request_id=getattr(request, "request_id", ""),
                                 client_ip=client_ip(request),
                                 explain=True,
@@ -405,8 +429,30 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
         features = _active().manifest.feature_names
     except ApplicationError:
         features = []
-    context = {"form": form, "jobs": batch_list(user=request.user)[:50], "features": features}
+    context = {
+        "form": form,
+        "jobs": batch_list(user=request.user)[:50],
+        "features": features,
+        "context_max_keys": settings.CONTEXT_MAX_KEYS,
+    }
     return render(request, "predictions/batches.html", context, status=status)
+
+
+@login_required
+@permissions_required(VIEW_PREDICTIONS)
+def batch_template(request: HttpRequest) -> HttpResponse:
+    """A CSV for the production model: its input columns and one row of typical values."""
+    try:
+        manifest = _active().manifest
+    except ApplicationError as exc:
+        return _no_model_page(request, exc)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    writer = csv.writer(response, lineterminator="\n")
+    writer.writerow(manifest.feature_names)
+    writer.writerow([f"{spec.default:g}" for spec in manifest.features])
+    name = f"{manifest.name}-template.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def _batch_context(job: BatchJob) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from accounts.services import api_token_create, user_set_role
 from mlcore.engine import synthetic
 from modelops import services
 from modelops.models import Alert, AlertKind
-from predictions.models import BatchJob, BatchStatus, Outcome, Prediction, Source
+from predictions.models import BatchJob, BatchStatus, Outcome, Prediction, Site, Source
 from predictions.services import prediction_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -147,6 +147,11 @@ def token_kw(world: World, user: User) -> dict[str, Any]:
     return {"token_key": token.token_key}
 
 
+def site_kw(world: World, user: User) -> dict[str, Any]:
+    site = Site.objects.create(code=f"M-{uuid.uuid4().hex[:8]}", name="Matrix site")
+    return {"code": site.code}
+
+
 def predict_form(world: World) -> dict[str, Any]:
     return {**world.inputs, "submission": str(uuid.uuid4())}
 
@@ -182,6 +187,13 @@ MATRIX: list[Case] = [
          running_job_kw, api=True),
     Case("api-batch-results", "GET", API_READ, API_READ_OTHER, job_kw, api=True),
     Case("api-batch-errors", "GET", API_READ, API_READ_OTHER, job_kw, api=True),
+    # --- the site register: analysts and admins keep it, auditors read it (shared, no owner) --
+    Case("api-sites", "GET", API_READ, api=True),
+    Case("api-sites", "POST", "401 403 201 403 201", api=True,
+         data=lambda w: {"code": "M-NEW", "name": "New site"}),
+    Case("api-site-detail", "GET", API_READ, kwargs=site_kw, api=True),
+    Case("api-site-detail", "PATCH", "401 403 200 403 200", kwargs=site_kw, api=True,
+         data=lambda w: {"notes": "checked"}),
     # --- the model registry API -------------------------------------------------------------
     Case("api-models", "GET", API_READ, api=True),
     Case("api-model-active", "GET", API_READ, api=True),
@@ -208,11 +220,21 @@ MATRIX: list[Case] = [
     Case("batches", "GET", PAGE_READ),
     Case("batches", "POST", "302 403 302 302 302", data=lambda w: {"file": w.csv_upload()},
          multipart=True),
+    Case("batch_template", "GET", PAGE_READ),
     Case("batch_detail", "GET", PAGE_READ, PAGE_READ_OTHER, job_kw),
     Case("batch_progress", "GET", PAGE_READ, PAGE_READ_OTHER, job_kw),
     Case("batch_cancel", "POST", "302 403 302 302 302", "302 403 404 403 302", running_job_kw),
     Case("batch_download", "GET", PAGE_READ, PAGE_READ_OTHER,
          lambda w, u: {**job_kw(w, u), "kind": "results"}),
+    # --- site pages -----------------------------------------------------------------------------
+    Case("sites", "GET", PAGE_READ),
+    Case("site_options", "GET", PAGE_READ),
+    Case("site_new", "GET", "302 403 200 403 200"),
+    Case("site_new", "POST", "302 403 302 403 302",
+         data=lambda w: {"code": "M-PAGE", "name": "Page site"}),
+    Case("site_edit", "GET", "302 403 200 403 200", kwargs=site_kw),
+    Case("site_edit", "POST", "302 403 302 403 302", kwargs=site_kw,
+         data=lambda w: {"name": "Renamed"}),
     # --- model pages --------------------------------------------------------------------------
     Case("model_list", "GET", PAGE_READ),
     Case("model_detail", "GET", PAGE_READ, kwargs=model_kw),

@@ -25,15 +25,17 @@ def fresh(user: User) -> User:
 
 
 def test_migration_creates_the_three_roles_with_their_permissions():
-    analyst = {
+    reader = {
         "predictions.add_prediction",
         "predictions.view_prediction",
         "predictions.add_outcome",
         "predictions.view_outcome",
+        "predictions.view_site",
         "mlcore.view_modelversion",
     }
-    assert perms_of("analyst") == analyst
-    assert perms_of("auditor") == analyst | {
+    # Analysts keep the shared site register; auditors only read it.
+    assert perms_of("analyst") == reader | {"predictions.add_site", "predictions.change_site"}
+    assert perms_of("auditor") == reader | {
         "predictions.view_all_predictions",
         "modelops.view_monitoringreport",
         "modelops.view_alert",

@@ -584,6 +584,37 @@ def validate_inputs(
     return values
 
 
+def place_features(manifest: Manifest) -> list[FeatureSpec]:
+    """The features that describe the place (scope "place"), in schema order."""
+    return [spec for spec in manifest.features if spec.scope == "place"]
+
+
+def validate_some(
+    specs: Sequence[FeatureSpec], values: Mapping[str, object]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Check values given for some of ``specs`` (a site's place features): (clean, problems).
+
+    A blank value (None or empty text) means "not given" and is left out; a name that is not
+    one of ``specs`` is a problem, as is any value the full validation would refuse.
+    """
+    by_name = {spec.name: spec for spec in specs}
+    clean: dict[str, float] = {}
+    problems: dict[str, str] = {}
+    for name, raw in values.items():
+        spec = by_name.get(str(name))
+        if spec is None:
+            problems[str(name)] = UNKNOWN
+            continue
+        parsed = _parse_value(raw, spec)
+        if parsed == _BLANK:
+            continue
+        if isinstance(parsed, str):
+            problems[spec.name] = parsed
+        else:
+            clean[spec.name] = parsed
+    return clean, problems
+
+
 @dataclass
 class RowValidation:
     """Outcome of validating many rows: the usable matrix and where each problem was."""

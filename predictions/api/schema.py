@@ -82,7 +82,15 @@ def add_feature_schema(result: dict[str, Any], generator, request, public) -> di
         create["properties"]["instances"]["items"] = {**ref}
         create["properties"]["instances"]["maxItems"] = settings.API_MAX_INSTANCES
         create["properties"]["instances"]["minItems"] = 1
-        create["description"] = "Send exactly one of `inputs` or `instances`."
+        create["description"] = (
+            "Send exactly one of `inputs` or `instances`. With `site`, the place features "
+            "(x-scope: place) the site has values for may be left out of them."
+        )
+        if "context" in create["properties"]:
+            create["properties"]["context"]["maxProperties"] = settings.CONTEXT_MAX_KEYS
+            create["properties"]["context"]["additionalProperties"] = {
+                "type": ["string", "number", "boolean", "null"]
+            }
         create["oneOf"] = [{"required": ["inputs"]}, {"required": ["instances"]}]
     for item in result.get("paths", {}).values():
         operation = item.get("post", {})

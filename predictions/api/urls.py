@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from predictions.api import batches, fastpath, views
+from predictions.api import batches, fastpath, sites, views
 
 urlpatterns = [
     # A plain single prediction is answered without DRF; the rest goes to PredictionCollectionApi.
@@ -33,4 +33,9 @@ urlpatterns += [
         batches.BatchErrorsApi.as_view(),
         name="api-batch-errors",
     ),
+]
+
+urlpatterns += [
+    path("sites/", sites.SiteCollectionApi.as_view(), name="api-sites"),
+    path("sites/<str:code>/", sites.SiteDetailApi.as_view(), name="api-site-detail"),
 ]

@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
-from floodsite.rest import Pagination, StrictSerializer, client_ip
+from floodsite.exceptions import ApplicationError
+from floodsite.rest import Pagination, StrictSerializer, TextField, client_ip
 from mlcore.engine.explanation import log_odds, sigmoid
 from predictions.models import Outcome, Prediction, Source
 from predictions.selectors import (
@@ -124,6 +125,12 @@ class PredictionOut(serializers.Serializer):
     )
     out_of_range = serializers.ListField(child=serializers.CharField())
     inputs = serializers.DictField(child=serializers.FloatField())
+    site = serializers.CharField(
+        allow_null=True, help_text="Code of the site the prediction is for, or null."
+    )
+    context = serializers.DictField(
+        allow_null=True, help_text="The context sent with the prediction, as it came, or null."
+    )
     latency_ms = serializers.FloatField()
     outcome = OutcomeOut(allow_null=True)
 
@@ -187,6 +194,9 @@ def prediction_to_dict(
         "calibration": _calibration_step(prediction.probability, explained.get("calibration")),
         "out_of_range": prediction.out_of_range,
         "inputs": prediction.inputs,
+        # Read only when there is one: the hot path's rows have none and cost no query.
+        "site": prediction.site.code if prediction.site_id is not None else None,
+        "context": prediction.context,
         "latency_ms": round(prediction.latency_ms, 3),
         "outcome": outcome_to_dict(recorded) if recorded is not None else None,
     }
@@ -197,8 +207,16 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def wants_explanation(request: Request) -> bool:
-    """``?explain=1`` (or true/yes/on)."""
-    return request.query_params.get("explain", "").lower() in {"1", "true", "yes", "on"}
+    """``?explain=1`` (or true/yes/on); 0/false/no/off or none is no; anything else a 400."""
+    raw = request.query_params.get("explain", "").lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    raise ApplicationError(
+        "explain must be true or false.",
+        fields={"explain": "true or false (also 1/0, yes/no, on/off)"},
+    )
 
 
 class PredictionCollectionApi(APIView):
@@ -210,6 +228,20 @@ class PredictionCollectionApi(APIView):
             child=serializers.DictField(),
             required=False,
             help_text="Up to 1,000 sets of feature values; all are valid or none is scored.",
+        )
+        site = TextField(
+            required=False,
+            max_length=64,
+            help_text="Code of a registered site: its place values fill the inputs left out "
+            "(a value given wins) and the prediction is kept as the site's. An unknown code "
+            "is a 400 naming it.",
+        )
+        context = serializers.DictField(
+            required=False,
+            help_text="Values to keep with the prediction and return beside it (an id of "
+            "yours, a station, a year): text, numbers, true, false or null, never scored. "
+            "At most CONTEXT_MAX_KEYS entries (20) and CONTEXT_MAX_BYTES (2048) bytes as "
+            "JSON; more is a 400 naming the limit.",
         )
 
         def validate(self, attrs):
@@ -251,6 +283,8 @@ class PredictionCollectionApi(APIView):
             "request_id": getattr(request, "request_id", ""),
             "client_ip": client_ip(request),
             "explain": wants_explanation(request),
+            "site_code": data.get("site"),
+            "context": data.get("context"),
         }
 
         def perform() -> tuple[int, dict[str, Any]]:

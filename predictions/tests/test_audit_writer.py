@@ -79,6 +79,8 @@ SAMPLES: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "shadow_probability": None,
             "shadow_risk_band": "",
             "shadow_error": "",
+            "site_id": None,
+            "context": None,
         },
     ),
     (
@@ -101,6 +103,8 @@ SAMPLES: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "shadow_model_version_id": 4,
             "shadow_probability": 0.5,
             "shadow_risk_band": "high",
+            "site_id": "12",
+            "context": {"station": "007", "year": 2024, "note": None, "ok": True},
         },
         {
             "created_at": WHEN,
@@ -122,6 +126,8 @@ SAMPLES: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "shadow_probability": 0.5,
             "shadow_risk_band": "high",
             "shadow_error": "",
+            "site_id": 12,
+            "context": {"station": "007", "year": 2024, "note": None, "ok": True},
         },
     ),
     (
@@ -158,6 +164,8 @@ SAMPLES: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "shadow_probability": None,
             "shadow_risk_band": "",
             "shadow_error": "RuntimeError: the shadow broke",
+            "site_id": None,
+            "context": None,
         },
     ),
 ]
@@ -284,6 +292,8 @@ def test_batch_rows_are_stored_the_same_on_every_database(db):
         "shadow_probability": None,
         "shadow_risk_band": "",
         "shadow_error": "",
+        "site_id": None,
+        "context": None,
     }
     expected = [
         {"inputs": {"rainfall_mm": 12.5, "elevation_m": 4.0}, "probability": 0.125},

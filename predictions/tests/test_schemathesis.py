@@ -106,9 +106,13 @@ def fuzzer(api_schema, typical_inputs):
 # - an outcome's observed_at must not be in the future: a rule about the clock, which a schema
 #   cannot state, so a schema-valid date can rightly be refused;
 # - a batch upload must be a CSV file with the model's columns: the document can only say
-#   "a file", so a schema-valid upload can rightly be refused.
+#   "a file", so a schema-valid upload can rightly be refused;
+# - a prediction's `site` must name a registered site, and a new site's code must be free:
+#   rules about the data, so a schema-valid code can rightly be refused (400 naming it).
 WAIVED_CHECKS = {
     "GET /api/v1/predictions/": [negative_data_rejection],
+    "POST /api/v1/predictions/": [positive_data_acceptance],
+    "POST /api/v1/sites/": [positive_data_acceptance],
     "POST /api/v1/predictions/{prediction_id}/outcome/": [positive_data_acceptance],
     "POST /api/v1/batches/": [positive_data_acceptance],
 }

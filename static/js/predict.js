@@ -18,6 +18,24 @@ document.addEventListener("DOMContentLoaded", () => {
     input.addEventListener("input", check);
     check();
   }
+  // A site picked from the search fills the place fields with its values (the options carry
+  // them); the analyst may still change any of them for this prediction.
+  const site = document.querySelector("input[list=site-options]");
+  if (site) {
+    site.addEventListener("change", () => {
+      const options = document.querySelectorAll("#site-options option");
+      const picked = Array.from(options).find((option) => option.value === site.value);
+      if (!picked) return;
+      const values = JSON.parse(picked.dataset.features || "{}");
+      for (const [name, value] of Object.entries(values)) {
+        const field = document.querySelector(`[name="${CSS.escape(name)}"]`);
+        if (field) {
+          field.value = String(value);
+          field.dispatchEvent(new Event("input"));
+        }
+      }
+    });
+  }
   for (const form of document.querySelectorAll("form[data-once]")) {
     form.addEventListener("submit", () => {
       for (const button of form.querySelectorAll("button[type=submit]")) {

@@ -18,9 +18,11 @@ from mlcore.engine.schema import (
     FeatureSpec,
     Manifest,
     RiskBand,
+    place_features,
     validate_frame,
     validate_inputs,
     validate_rows,
+    validate_some,
 )
 
 
@@ -452,3 +454,34 @@ def test_a_month_outside_its_hard_limits_is_refused() -> None:
         validate_inputs(manifest, {"month": 13})
 
     assert caught.value.fields == {"month": "must be between 1 and 12 (hard limit)"}
+
+
+def test_place_features_are_those_the_schema_marks_as_describing_the_place(
+    manifest: Manifest,
+) -> None:
+    names = [spec.name for spec in place_features(manifest)]
+    assert "elevation_m" in names and "slope_deg" in names
+    assert "rainfall_24h_mm" not in names
+    assert names == [spec.name for spec in manifest.features if spec.name in names]
+
+
+def test_some_place_values_are_checked_and_blanks_left_out(manifest: Manifest) -> None:
+    specs = place_features(manifest)
+    clean, problems = validate_some(
+        specs,
+        {
+            "elevation_m": "12.5",
+            "slope_deg": None,
+            "historical_flood_count": 2.5,
+            "vegetation_cover_pct": 130,
+            "rainfall_24h_mm": 4,
+            "colour": "red",
+        },
+    )
+    assert clean == {"elevation_m": 12.5}
+    assert problems == {
+        "historical_flood_count": "must be a whole number",
+        "vegetation_cover_pct": "must be between 0 and 100 % (hard limit)",
+        "rainfall_24h_mm": "unknown feature",
+        "colour": "unknown feature",
+    }
