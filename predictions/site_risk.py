@@ -15,11 +15,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.db import connection
+from django.db.models import OuterRef, Q, Subquery
 
-from predictions.models import Prediction, Site
+from predictions.models import EXPLORATION_SOURCES, Prediction, Site
 
 TIMELINE_POINTS = 500
 TOP_RISK_DEFAULT = 10
@@ -27,10 +27,12 @@ TOP_RISK_DEFAULT = 10
 
 @dataclass(frozen=True)
 class SiteRisk:
-    """A site and its latest prediction (None fields when nothing was predicted there yet)."""
+    """A site and its latest prediction (None and "" while nothing was predicted there)."""
 
-    site: Site
-    prediction_id: uuid.UUID | None
+    code: str
+    name: str
+    latitude: float | None
+    longitude: float | None
     probability: float | None
     risk_band: str
     at: datetime | None
@@ -39,39 +41,68 @@ class SiteRisk:
 def site_risks(*, located_only: bool = False) -> list[SiteRisk]:
     """Every site (or every site with coordinates) with its latest prediction, in code order.
 
-    Two queries: the sites with the id of their latest prediction (one index probe each), then
-    those predictions' few columns by primary key.
+    On PostgreSQL one query: each site joined LATERAL to its newest real prediction, a single
+    backward probe of ``prediction_site_created`` per site (the ORM's correlated subqueries
+    would probe once per column). Elsewhere (SQLite, the local default) the ORM's subqueries.
+    Plain rows, not model instances: the map reads every site.
     """
-    sites = Site.objects.only("id", "code", "name", "latitude", "longitude")
-    if located_only:
-        sites = sites.filter(latitude__isnull=False, longitude__isnull=False)
-    newest = Prediction.objects.filter(site=OuterRef("pk")).order_by("-created_at").values("id")
-    rows = list(sites.annotate(latest_id=Subquery(newest[:1])).order_by("code"))
-    answers = {
-        answer["id"]: answer
-        for answer in Prediction.objects.filter(
-            id__in=[site.latest_id for site in rows if site.latest_id is not None]
-        ).values("id", "probability", "risk_band", "created_at")
-    }
-    risks = []
-    for site in rows:
-        answer: dict[str, Any] | None = answers.get(site.latest_id)
-        risks.append(
-            SiteRisk(
-                site=site,
-                prediction_id=answer["id"] if answer else None,
-                probability=answer["probability"] if answer else None,
-                risk_band=answer["risk_band"] if answer else "",
-                at=answer["created_at"] if answer else None,
+    if connection.vendor == "postgresql":
+        sql = _LATEST_SQL.format(
+            site=Site._meta.db_table,
+            prediction=Prediction._meta.db_table,
+            located="AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
+            if located_only
+            else "",
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [[str(source) for source in EXPLORATION_SOURCES]])
+            rows = cursor.fetchall()
+    else:
+        newest = Prediction.objects.filter(site=OuterRef("pk")).order_by("-created_at")
+        located = Q(latitude__isnull=False, longitude__isnull=False) if located_only else Q()
+        rows = (
+            Site.objects.filter(located)
+            .annotate(
+                latest_probability=Subquery(newest.values("probability")[:1]),
+                latest_band=Subquery(newest.values("risk_band")[:1]),
+                latest_at=Subquery(newest.values("created_at")[:1]),
+            )
+            .order_by("code")
+            .values_list(
+                "code",
+                "name",
+                "latitude",
+                "longitude",
+                "latest_probability",
+                "latest_band",
+                "latest_at",
             )
         )
-    return risks
+    return [
+        SiteRisk(code, name, lat, lon, probability, band or "", at)
+        for code, name, lat, lon, probability, band, at in rows
+    ]
+
+
+# Real predictions only, as Prediction.objects reads them: the sources left out are parameters.
+_LATEST_SQL = """
+SELECT s.code, s.name, s.latitude, s.longitude,
+       p.probability AS latest_probability, p.risk_band AS latest_band, p.created_at AS latest_at
+FROM {site} s
+LEFT JOIN LATERAL (
+    SELECT probability, risk_band, created_at FROM {prediction}
+    WHERE site_id = s.id AND source <> ALL(%s)
+    ORDER BY created_at DESC LIMIT 1
+) p ON true
+WHERE true {located}
+ORDER BY s.code
+"""
 
 
 def sites_top_risk(*, limit: int = TOP_RISK_DEFAULT) -> list[SiteRisk]:
     """The sites whose latest prediction is the most likely to flood, highest first."""
     predicted = [risk for risk in site_risks() if risk.probability is not None]
-    predicted.sort(key=lambda risk: (-(risk.probability or 0.0), risk.site.code))
+    predicted.sort(key=lambda risk: (-(risk.probability or 0.0), risk.code))
     return predicted[:limit]
 
 

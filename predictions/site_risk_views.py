@@ -142,15 +142,15 @@ def site_map_data(request: HttpRequest) -> JsonResponse:
     colours = {name: colour for name, _, colour in _production_bands()}
     sites = [
         {
-            "code": risk.site.code,
-            "name": risk.site.name,
-            "latitude": risk.site.latitude,
-            "longitude": risk.site.longitude,
+            "code": risk.code,
+            "name": risk.name,
+            "latitude": risk.latitude,
+            "longitude": risk.longitude,
             "risk_band": risk.risk_band,
             "probability": risk.probability,
             "colour": colours.get(risk.risk_band, NO_BAND_COLOUR),
             "predicted_at": risk.at.isoformat() if risk.at else None,
-            "url": reverse("site_detail", args=[risk.site.code]),
+            "url": reverse("site_detail", args=[risk.code]),
         }
         for risk in site_risks(located_only=True)
     ]

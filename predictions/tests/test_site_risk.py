@@ -58,14 +58,14 @@ def test_each_site_shows_its_latest_prediction_not_its_highest(places, answer):
     # A what-if is an exploration, not a prediction: never a site's latest answer.
     answer(places["mill"], 0.99, "severe", hours_ago=1, source=Source.WHAT_IF)
 
-    by_code = {risk.site.code: risk for risk in site_risks()}
+    by_code = {risk.code: risk for risk in site_risks()}
     assert (by_code["WEIR"].probability, by_code["WEIR"].risk_band) == (0.12, "low")
     assert (by_code["MILL"].probability, by_code["MILL"].risk_band) == (0.55, "high")
-    assert by_code["DRY"].prediction_id is None and by_code["DRY"].risk_band == ""
-    assert [risk.site.code for risk in site_risks(located_only=True)] == ["DRY", "MILL", "WEIR"]
+    assert by_code["DRY"].probability is None and by_code["DRY"].risk_band == ""
+    assert [risk.code for risk in site_risks(located_only=True)] == ["DRY", "MILL", "WEIR"]
 
     top = sites_top_risk()
-    assert [(risk.site.code, risk.probability) for risk in top] == [("MILL", 0.55), ("WEIR", 0.12)]
+    assert [(risk.code, risk.probability) for risk in top] == [("MILL", 0.55), ("WEIR", 0.12)]
 
 
 def test_the_dashboard_lists_sites_at_highest_risk_first(client, places, answer, analyst):
