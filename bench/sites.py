@@ -144,9 +144,7 @@ def _measure() -> dict:
         return get
 
     results = {
-        "map data `GET /map/sites.json` (10,000 sites)": timed(
-            page(viewer, "/map/sites.json")
-        ),
+        "map data `GET /map/sites.json` (10,000 sites)": timed(page(viewer, "/map/sites.json")),
         f"a site's page `GET /sites/{busiest}/` ({site_rows} predictions)": timed(
             page(viewer, f"/sites/{busiest}/")
         ),

@@ -160,3 +160,12 @@ def test_auditors_read_site_risk(client, places, answer):
     client.force_login(auditor)
     assert client.get(reverse("site_map_data")).json()["sites"]
     assert client.get(reverse("site_detail", args=["WEIR"])).status_code == 200
+
+
+def test_codes_that_name_a_register_page_are_refused(production_model, analyst):
+    from floodsite.exceptions import ApplicationError
+    from predictions.sites import site_create
+
+    with pytest.raises(ApplicationError) as caught:
+        site_create(user=analyst, code="new", name="Would hide the register form")
+    assert "code" in caught.value.fields
