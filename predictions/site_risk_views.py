@@ -140,6 +140,9 @@ def site_map(request: HttpRequest) -> HttpResponse:
 def site_map_data(request: HttpRequest) -> JsonResponse:
     """The map's markers: every site with coordinates, its latest band and probability."""
     colours = {name: colour for name, _, colour in _production_bands()}
+    # One reverse() for all: site codes are URL-safe by their rule, and 10,000 reverse() calls
+    # were half of this view's time.
+    page_url = reverse("site_detail", args=["0"]).removesuffix("0/")
     sites = [
         {
             "code": risk.code,
@@ -150,7 +153,7 @@ def site_map_data(request: HttpRequest) -> JsonResponse:
             "probability": risk.probability,
             "colour": colours.get(risk.risk_band, NO_BAND_COLOUR),
             "predicted_at": risk.at.isoformat() if risk.at else None,
-            "url": reverse("site_detail", args=[risk.code]),
+            "url": f"{page_url}{risk.code}/",
         }
         for risk in site_risks(located_only=True)
     ]
