@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from bench.api import bench_api  # noqa: E402
 from bench.batch import bench_batch  # noqa: E402
 from bench.hotpath import bench_hotpath  # noqa: E402
+from bench.sites import bench_sites  # noqa: E402
 from mlcore.engine import onnx_export, synthetic, training  # noqa: E402
 from mlcore.engine.inference import Predictor  # noqa: E402
 
@@ -122,6 +123,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "api": bench_api,
     "hotpath": bench_hotpath,
     "batch": bench_batch,
+    "sites": bench_sites,
 }
 
 # Each block is stored after a marker, so `--only NAME` refreshes one section and keeps the

@@ -17,6 +17,7 @@ each variable read here. Importing this module writes nothing: the parsing helpe
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
@@ -232,7 +233,15 @@ CELERY_BEAT_SCHEDULE = {
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(read(env.str, "DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Leaflet (the site map) from django-leaflet's copy, under static/leaflet/. Its folder only:
+# as an app it would load GeoDjango, which needs the GDAL library.
+_LEAFLET_PACKAGE = importlib.util.find_spec("leaflet")
+if _LEAFLET_PACKAGE is None or not _LEAFLET_PACKAGE.submodule_search_locations:
+    raise SystemExit("floodsite: django-leaflet is missing: pip install -r requirements.txt")
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("leaflet", Path(_LEAFLET_PACKAGE.submodule_search_locations[0]) / "static" / "leaflet"),
+]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(read(env.str, "DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
@@ -369,12 +378,28 @@ if flag("DJANGO_BEHIND_TLS_PROXY", default=PRODUCTION):
 # Health probes come from the orchestrator over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# The site map's base layer: a tile URL template as Leaflet takes it
+# (https://tile.example.org/{z}/{x}/{y}.png). Empty (the default): no base layer, the markers
+# sit on a plain grid and the map needs no network. Its origin joins the CSP's img-src.
+MAP_TILE_URL = read(env.str, "MAP_TILE_URL", default="").strip()
+MAP_TILE_ATTRIBUTION = read(env.str, "MAP_TILE_ATTRIBUTION", default="").strip()
+_tile_origin = ""
+if MAP_TILE_URL:
+    _tiles = urlsplit(MAP_TILE_URL.replace("{s}", "a"))
+    if _tiles.scheme not in ("https", "http") or not _tiles.netloc:
+        refuse(
+            "MAP_TILE_URL", "must be an http(s) URL template such as https://host/{z}/{x}/{y}.png"
+        )
+    # {s} is Leaflet's subdomain placeholder: allow the host's subdomains.
+    _host = _tiles.netloc.replace("a.", "*.", 1) if "{s}." in MAP_TILE_URL else _tiles.netloc
+    _tile_origin = f"{_tiles.scheme}://{_host}"
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],
+        "img-src": ["'self'", "data:", *([_tile_origin] if _tile_origin else [])],
         "connect-src": ["'self'"],
         "frame-ancestors": ["'none'"],
         "form-action": ["'self'"],

@@ -267,6 +267,7 @@ class HistoryFilterForm(forms.Form):
         label="Source", required=False, choices=[("", "Any"), *Source.choices]
     )
     model_version = forms.IntegerField(label="Model version", required=False, min_value=1)
+    site = forms.CharField(label="Site code", required=False, max_length=64)
     outcome_known = forms.ChoiceField(
         label="Outcome",
         required=False,
@@ -299,7 +300,7 @@ class HistoryFilterForm(forms.Form):
         if data.get("created_before"):
             day_after = data["created_before"] + timedelta(days=1)
             filters["created_before"] = f"{day_after.isoformat()}T00:00:00"
-        for name in ("risk_band", "source", "outcome_known", "user"):
+        for name in ("risk_band", "source", "outcome_known", "user", "site"):
             if data.get(name):
                 filters[name] = data[name]
         if data.get("model_version"):

@@ -65,6 +65,7 @@ class PredictionFilter(django_filters.FilterSet):
         max_value=2**31 - 1,
     )
     model_name = django_filters.CharFilter(field_name="model_version__name")
+    site = django_filters.CharFilter(field_name="site__code", help_text="Site code.")
     user = django_filters.CharFilter(
         field_name="user__username", help_text="Username (auditors only)."
     )

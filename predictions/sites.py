@@ -28,6 +28,8 @@ _CODE = re.compile(SITE_CODE_PATTERN)
 NAME_MAX = Site._meta.get_field("name").max_length or 200
 NOTES_MAX = 2000
 SEARCH_LIMIT = 20
+# The register's own pages live beside the sites' (/sites/new/, /sites/options/).
+RESERVED_CODES = frozenset({"new", "options"})
 # The fields a write may set, besides the code (set once, at creation).
 EDITABLE = ("name", "latitude", "longitude", "notes", "features")
 
@@ -63,6 +65,8 @@ def site_values_check(values: Mapping[str, Any], *, code: str | None) -> dict[st
         code = code.strip() if isinstance(code, str) else ""
         if not _CODE.fullmatch(code):
             problems["code"] = f"use {SITE_CODE_RULE}"
+        elif code in RESERVED_CODES:
+            problems["code"] = f"{code!r} names a page of the register; choose another code"
         elif Site.objects.filter(code=code).exists():
             problems["code"] = f"a site with code {code!r} already exists"
         clean["code"] = code

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from predictions import site_views, views
+from predictions import site_risk_views, site_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,10 @@ urlpatterns = [
     path("sites/new/", site_views.site_new, name="site_new"),
     path("sites/options/", site_views.site_options, name="site_options"),
     path("sites/<str:code>/edit/", site_views.site_edit, name="site_edit"),
+    # After new/ and options/: those two words are not site codes (predictions.sites).
+    path("sites/<str:code>/", site_risk_views.site_detail, name="site_detail"),
+    path("map/", site_risk_views.site_map, name="site_map"),
+    path("map/sites.json", site_risk_views.site_map_data, name="site_map_data"),
     path("predictions/", views.history, name="history"),
     path("predictions/export.csv", views.history_export, name="history_export"),
     path("predictions/<str:prediction_id>/", views.prediction_detail, name="prediction_detail"),

@@ -59,6 +59,7 @@ from predictions.services import (
     request_fingerprint,
     what_if_create,
 )
+from predictions.site_risk import sites_top_risk
 from predictions.sites import site_for_code, site_place_values
 
 HISTORY_PAGE_SIZE = 25
@@ -106,6 +107,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "recent": prediction_list(user=request.user)[:5] if can_read else [],
         "sees_everything": user_sees_everything(request.user),
         "no_role": not can_read,
+        "top_sites": sites_top_risk() if request.user.has_perm(VIEW_SITES) else None,
     }
     return render(request, "predictions/home.html", context)
 

@@ -235,6 +235,10 @@ MATRIX: list[Case] = [
     Case("site_edit", "GET", "302 403 200 403 200", kwargs=site_kw),
     Case("site_edit", "POST", "302 403 302 403 302", kwargs=site_kw,
          data=lambda w: {"name": "Renamed"}),
+    # A site's risk (timeline, map, top-risk table) is the team's: whoever reads the register.
+    Case("site_detail", "GET", PAGE_READ, kwargs=site_kw),
+    Case("site_map", "GET", PAGE_READ),
+    Case("site_map_data", "GET", PAGE_READ),
     # --- model pages --------------------------------------------------------------------------
     Case("model_list", "GET", PAGE_READ),
     Case("model_detail", "GET", PAGE_READ, kwargs=model_kw),
