@@ -47,7 +47,7 @@ def field_csv(path: Path, *, seed: int = 5, rename: dict[str, str] | None = None
 def train_from(path: Path, *, promote: bool) -> ModelVersion:
     args = ["train_model", "--data", str(path), "--blank-target", "drop", "--seed", "3"]
     call_command(*args, *(["--promote"] if promote else []), stdout=StringIO())
-    return ModelVersion.objects.order_by("-version").first()
+    return ModelVersion.objects.order_by("-version")[0]
 
 
 def record(user, n: int, *, seed: int = 41, rename: dict[str, str] | None = None) -> None:

@@ -15,13 +15,13 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.engine.schema import Manifest
 from mlcore.services import model_version_register
 from modelops.services import monitoring_report_create
 from predictions import batches
 from predictions.models import BatchRowError, BatchStatus, Prediction, Source
 from predictions.services import prediction_create_many
-from predictions.tests.factories import UserFactory, make_auditor
 from predictions.tests.test_batches import run_job, upload
 from predictions.tests.test_views import form_data
 

@@ -15,8 +15,9 @@ from accounts.services import user_set_role
 from mlcore.engine import synthetic
 from modelops import services
 from modelops.models import Alert, AlertKind, AlertStatus
-from predictions.models import BatchJob, Prediction, Source
+from predictions.models import Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
+from predictions.tests.factories import BatchJobFactory
 
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
 LIMITS = {spec.name: spec.maximum for spec in synthetic.FEATURES}
@@ -64,10 +65,8 @@ def seed_a_day_of_history(user, model_version) -> None:
             )
     Prediction.objects.bulk_create(history)
     for hours_ago in (20, 9, 3):
-        BatchJob.objects.create(
+        BatchJobFactory(
             owner=user,
-            source=Source.BATCH,
-            input_file="batches/x/input.csv",
             original_name="rivers.csv",
             model_version=model_version,
             total_rows=200,
