@@ -13,7 +13,7 @@ from accounts.services import api_token_create, user_set_role
 PASSWORD = "flood-risk-1"
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     """A user who signs in with PASSWORD, in the analyst role (what the site's own sign-up
     gives); ``role=`` another Role, or ``role=False`` for a user in no role."""
 

@@ -28,18 +28,33 @@ def default_trained() -> training.TrainedModel:
     )
 
 
-@functools.cache
-def default_prepared() -> PreparedModel:
-    """``default_trained`` through the registry's preparation (ONNX, parity, reference)."""
-    trained = default_trained()
+def prepared_from(trained: training.TrainedModel, *, check_rows: int = 500) -> PreparedModel:
+    """A trained model through the registry's preparation (ONNX, parity, reference), leaving
+    ``trained`` as it was."""
     return model_version_prepare(
         pipeline=trained.pipeline,
         manifest=copy.deepcopy(trained.manifest),
-        x_check=trained.x_test[:500],
+        x_check=trained.x_test[:check_rows],
     )
 
 
-class ModelVersionFactory(factory.django.DjangoModelFactory):
+@functools.cache
+def default_prepared() -> PreparedModel:
+    return prepared_from(default_trained())
+
+
+@functools.cache
+def other_good_prepared() -> PreparedModel:
+    """As good as the default model, trained on other rows with another seed: a candidate
+    the promotion gate lets through."""
+    data = training.synthetic_training_data(n_rows=6_000, seed=8)
+    trained = training.train_model(
+        data, name=settings.FLOODSITE_MODEL_NAME, seed=8, feature_specs=synthetic.FEATURES
+    )
+    return prepared_from(trained, check_rows=200)
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory[ModelVersion]):
     """The next version of the default model, stored as registration stores it: a candidate,
     or production with ``promote=True`` (through the promotion gate)."""
 

@@ -14,7 +14,7 @@ from mlcore.tests.factories import ModelVersionFactory
 from predictions.models import BatchJob, Outcome, Prediction, Source
 
 
-class PredictionFactory(factory.django.DjangoModelFactory):
+class PredictionFactory(factory.django.DjangoModelFactory[Prediction]):
     """An API prediction of the model version's default inputs."""
 
     class Meta:
@@ -32,7 +32,7 @@ class PredictionFactory(factory.django.DjangoModelFactory):
     latency_ms = 1.0
 
 
-class OutcomeFactory(factory.django.DjangoModelFactory):
+class OutcomeFactory(factory.django.DjangoModelFactory[Outcome]):
     """What happened at a prediction's site, reported by the prediction's user just now."""
 
     class Meta:
@@ -44,7 +44,7 @@ class OutcomeFactory(factory.django.DjangoModelFactory):
     reported_by = factory.SelfAttribute("prediction.user")
 
 
-class BatchJobFactory(factory.django.DjangoModelFactory):
+class BatchJobFactory(factory.django.DjangoModelFactory[BatchJob]):
     """A batch job's row (no file behind it): set the counts and status a test reads."""
 
     class Meta:
