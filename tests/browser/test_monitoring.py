@@ -19,6 +19,9 @@ from predictions.models import Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
 from predictions.tests.factories import BatchJobFactory
 
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
+
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
 LIMITS = {spec.name: spec.maximum for spec in synthetic.FEATURES}
 
@@ -102,7 +105,6 @@ def csp_violations(page):
     return seen
 
 
-@pytest.mark.slow
 def test_an_auditor_reads_the_charts_and_acknowledges_the_drift_alert(
     production_model, auditor, signed_in, csp_violations, shot
 ):
