@@ -19,6 +19,9 @@ from mlcore.services import model_version_promote
 from modelops.retraining import model_version_retrain
 from predictions.services import outcome_create, prediction_create
 
+# Every test trains a model from a CSV through train_model, and most retrain it.
+pytestmark = pytest.mark.slow
+
 NAME = django_settings.FLOODSITE_MODEL_NAME
 # Field-record names the synthetic generator does not produce, so the generator comparison
 # cannot judge these models and everything rests on the kept data and the outcomes.
