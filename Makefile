@@ -1,10 +1,11 @@
-# floodsite: `make run` sets up and serves the site, `make test` runs the whole suite.
+# floodsite: `make run` sets up and serves the site, `make test` runs the whole suite and
+# `make test-fast` all but the tests marked slow.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run setup test lint format bench ci clean screenshots chromium nginx
+.PHONY: run setup test test-fast lint format bench ci clean screenshots chromium nginx
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ nginx:
 
 test: $(VENV)/.dev chromium nginx
 	$(PY) -m pytest
+
+# Leaves out what starts a browser, a server, a worker or trains a model: for the edit-test
+# loop; `make test` (and CI) still runs everything.
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not slow"
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings as django_settings
 
 
 @pytest.fixture(autouse=True)
@@ -25,31 +24,19 @@ def _isolated_media(settings, tmp_path):
 @pytest.fixture(scope="session")
 def trained_default():
     """One small model trained on the synthetic generator, shared by the session."""
-    from mlcore.engine import synthetic, training
+    from mlcore.tests.factories import default_trained
 
-    data = training.synthetic_training_data(n_rows=6_000, seed=7)
-    return training.train_model(
-        data, name=django_settings.FLOODSITE_MODEL_NAME, seed=7, feature_specs=synthetic.FEATURES
-    )
+    return default_trained()
 
 
 @pytest.fixture
-def register_model(trained_default, db):
-    """Register the session's trained model as a new version (production when asked)."""
-    import copy
-
-    from mlcore.services import model_version_register
+def register_model(db):
+    """Register the session's model as a new version (production when asked). The training,
+    ONNX conversion and parity check are done once a session; each call stores the result."""
+    from mlcore.tests.factories import ModelVersionFactory
 
     def register(*, promote: bool = False, fmt: str = "joblib", notes: str = ""):
-        return model_version_register(
-            pipeline=trained_default.pipeline,
-            manifest=copy.deepcopy(trained_default.manifest),
-            x_check=trained_default.x_test[:500],
-            fmt=fmt,
-            notes=notes,
-            promote=promote,
-            reason="test fixture",
-        )
+        return ModelVersionFactory(promote=promote, fmt=fmt, notes=notes)
 
     return register
 
@@ -78,7 +65,7 @@ def admin_user(db, django_user_model):
 
 @pytest.fixture
 def analyst(db):
-    from predictions.tests.factories import UserFactory
+    from accounts.tests.factories import UserFactory
 
     return UserFactory(username="ana")
 
@@ -88,7 +75,7 @@ def api(analyst):
     """An API client with a real knox token of ``analyst``."""
     from rest_framework.test import APIClient
 
-    from predictions.tests.factories import token_for
+    from accounts.tests.factories import token_for
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from rest_framework.permissions import IsAuthenticated
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from floodsite.exceptions import ApplicationError
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 
 def _permission_name(permission: str) -> str:
@@ -63,22 +65,20 @@ def check_owner_or_permission(user: Any, *, owner_id: Any, permission: str) -> N
         raise permission_denied(permission)
 
 
-def permissions_required(
-    *permissions: str, unsafe: Iterable[str] = ()
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def permissions_required(*permissions: str, unsafe: Iterable[str] = ()) -> Callable[[_View], _View]:
     """Page decorator: sign-in first, then ``permissions`` for every method and ``unsafe``
     too for a POST (or any method that changes something). A user without one gets the
     403 page naming it."""
     writes = tuple(unsafe)
 
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorator(view: _View) -> _View:
         @wraps(view)
-        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             needed = permissions if request.method in SAFE_METHODS else permissions + writes
             check_permissions(request.user, needed)
             return view(request, *args, **kwargs)
 
-        return login_required(checked)
+        return cast(_View, login_required(checked))
 
     return decorator
 

@@ -23,6 +23,7 @@ from accounts.forms import (
     TokenCreateForm,
     add_application_error,
 )
+from accounts.http import AuthenticatedHttpRequest
 from accounts.selectors import api_token_get, api_token_list
 from accounts.services import (
     api_token_create,
@@ -46,7 +47,7 @@ class InvalidInputIs400:
     """Mixin for Django's auth views: a form with errors is answered with 400, not 200."""
 
     def form_invalid(self, form):
-        response = super().form_invalid(form)  # type: ignore[misc]
+        response = super().form_invalid(form)
         response.status_code = 400
         return response
 
@@ -150,7 +151,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def profile(request: HttpRequest) -> HttpResponse:
+def profile(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     initial = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
     form = ProfileForm(request.POST or None, initial=initial)
@@ -173,7 +174,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The user's API tokens and the form that creates one."""
     if request.method == "POST":
         form = TokenCreateForm(request.POST)
@@ -208,7 +209,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @login_required
-def token_created(request: HttpRequest) -> HttpResponse:
+def token_created(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Shows a new token's secret once: the session forgets it as the page is rendered."""
     new = request.session.pop(SESSION_NEW_TOKEN, None)
     if new is None:
@@ -227,7 +228,7 @@ def token_created(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def token_revoke(request: HttpRequest, token_key: str) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, token_key: str) -> HttpResponse:
     """GET asks for confirmation; POST revokes. Another user's token is a 404."""
     try:
         token = api_token_get(user=request.user, token_key=token_key)

@@ -180,25 +180,29 @@ def _throwaway_postgres() -> Database | None:
         from psycopg import sql
     except ImportError:
         return None
-    admin = {
-        "host": "127.0.0.1",
-        "port": 5432,
-        "user": "postgres",
-        "dbname": "postgres",
-        "connect_timeout": 3,
-        "autocommit": True,
-    }
+
+    def admin() -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=5432,
+            user="postgres",
+            dbname="postgres",
+            connect_timeout=3,
+            autocommit=True,
+        )
+
     name = f"floodsite_bench_{os.getpid()}"
     try:
-        with psycopg.connect(**admin) as conn:
-            server = conn.execute("SHOW server_version").fetchone()[0]
+        with admin() as conn:
+            version_row = conn.execute("SHOW server_version").fetchone()
+            server = version_row[0] if version_row else "unknown"
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error:
         return None
 
     def drop() -> None:
-        with psycopg.connect(**admin) as conn:
+        with admin() as conn:
             statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(statement.format(sql.Identifier(name)))
 
@@ -337,6 +341,8 @@ def _shadow_start() -> str:
         .order_by("-version")
         .first()
     )
+    if candidate is None:
+        raise RuntimeError("train_model registered no candidate to shadow")
     model_version_shadow_start(model_version=candidate, user=None, reason="make bench")
     # Every worker process notices the new stage within the recheck interval.
     time.sleep(settings.FLOODSITE_MODEL_RECHECK_SECONDS + 1)

@@ -677,7 +677,10 @@ def _end_to_end(fixture: Fixture, csv_path: Path, rows: int) -> dict[str, Any]:
     result_path = Path(job.result_file.path)
     if not result_path.exists():
         raise RuntimeError(f"the job finished but {result_path} is missing")
-    chunk_done = sorted(job.chunks.values_list("finished_at", flat=True))
+    chunk_done = sorted(t for t in job.chunks.values_list("finished_at", flat=True) if t)
+    started_at, finished_at = job.started_at, job.finished_at
+    if started_at is None or finished_at is None or not chunk_done:
+        raise RuntimeError(f"the job finished without its start, end or chunk times: {job.pk}")
     tasks = _task_times(log)
     chunk_times = tasks.get("batch_chunk_task", [0.0])
     # Sampler clock (monotonic) lines up with the span through the perf_counter offsets.
@@ -697,11 +700,11 @@ def _end_to_end(fixture: Fixture, csv_path: Path, rows: int) -> dict[str, Any]:
         },
         "memory": _memory_summary(sampler, accepted + offset, ready + offset),
         "timeline": {
-            "to_split_done_s": (job.started_at - accepted_at).total_seconds(),
+            "to_split_done_s": (started_at - accepted_at).total_seconds(),
             "split_task_s": sum(tasks.get("batch_split_task", [0.0])),
-            "chunks_s": (chunk_done[-1] - job.started_at).total_seconds(),
-            "finalize_s": (job.finished_at - chunk_done[-1]).total_seconds(),
-            "seen_s": (ready_at - job.finished_at).total_seconds(),
+            "chunks_s": (chunk_done[-1] - started_at).total_seconds(),
+            "finalize_s": (finished_at - chunk_done[-1]).total_seconds(),
+            "seen_s": (ready_at - finished_at).total_seconds(),
         },
         "tasks": {
             "chunks": len(chunk_done),
@@ -832,15 +835,18 @@ def _stage_clock() -> Iterator[list[tuple[str, float, float]]]:
     saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
     for owner, name, call in saved:
         setattr(owner, name, clocked(name, call))
-    manager.bulk_create = clocked("errors_bulk_create", manager.bulk_create)
-    wrapper.commit = clocked("commit", wrapper.commit)
-    psycopg.Cursor.copy = clocked_copy
+    # Wrapped on the instance, so deleting the wrapper gives back the class's method.
+    on_instances = [(manager, "bulk_create", "errors_bulk_create"), (wrapper, "commit", "commit")]
+    for owner, name, mark in on_instances:
+        setattr(owner, name, clocked(mark, getattr(owner, name)))
+    # Timed where COPY is called; mypy refuses any assignment to a method.
+    psycopg.Cursor.copy = clocked_copy  # type: ignore[method-assign]
     try:
         yield marks
     finally:
-        psycopg.Cursor.copy = original_copy
-        del wrapper.commit  # back to the class's method
-        del manager.bulk_create
+        psycopg.Cursor.copy = original_copy  # type: ignore[method-assign]
+        for owner, name, _ in on_instances:
+            delattr(owner, name)
         for owner, name, call in saved:
             setattr(owner, name, call)
 

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS_PER_ROUND = 1_000
@@ -69,7 +71,14 @@ def _measure() -> dict[str, list[float]]:
 
     def through_site(body: bytes, query: str = "") -> None:
         status: list[str] = []
-        b"".join(app(environ(body, query), lambda line, headers: status.append(line)))
+
+        def start_response(
+            line: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            status.append(line)
+            return lambda data: None
+
+        b"".join(app(environ(body, query), start_response))
         if not status[0].startswith("201"):
             raise RuntimeError(f"expected 201, got {status[0]}")
 

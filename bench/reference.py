@@ -13,10 +13,10 @@ import time
 import joblib
 import pandas as pd
 from django.conf import settings
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthenticatedRequest
 from mlcore.models import ModelVersion, Stage
 from predictions.models import Prediction
 
@@ -31,7 +31,7 @@ BANDS = sorted(PRODUCTION.manifest["risk_bands"], key=lambda band: band["lower"]
 class ReferencePredictionApi(APIView):
     """POST {"inputs": {...}}: score one row and log it, the straightforward way."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         started = time.perf_counter()
         inputs = request.data["inputs"]
         frame = pd.DataFrame([inputs], columns=FEATURES)

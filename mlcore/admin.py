@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from accounts.http import AuthenticatedHttpRequest
 from floodsite.exceptions import ApplicationError
 from mlcore.models import ModelVersion, StageChange
 from mlcore.services import (
@@ -96,7 +98,7 @@ def _with_reason(
             "queryset": queryset,
             "action": action,
             "opts": modeladmin.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
         },
     )
 
@@ -144,7 +146,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False
 
     @admin.action(description="Promote the selected version to production")
-    def promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def promote(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to promote.", messages.ERROR)
             return None
@@ -162,7 +164,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Roll back to the previous production version")
-    def rollback(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def rollback(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         names = set(queryset.values_list("name", flat=True))
         if len(names) != 1:
             self.message_user(request, "Select versions of one model name.", messages.ERROR)
@@ -179,14 +181,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
             ),
         )
 
-    def _one_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def _one_version(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)
             return None
         return queryset.get()
 
     @admin.action(description="Shadow: score every request next to production (not shown)")
-    def shadow_start(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def shadow_start(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         mv = self._one_version(request, queryset)
         if mv is None:
             return None
@@ -203,7 +205,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Shadow: stop (back to candidate)")
-    def shadow_stop(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def shadow_stop(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         mv = self._one_version(request, queryset)
         if mv is None:
             return None
@@ -220,7 +222,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Canary: answer a share of users (or change the share)")
-    def canary_start(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def canary_start(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         mv = self._one_version(request, queryset)
         if mv is None:
             return None
@@ -238,7 +240,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Canary: roll back (production answers everyone)")
-    def canary_stop(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def canary_stop(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         mv = self._one_version(request, queryset)
         if mv is None:
             return None

@@ -6,8 +6,10 @@ removes them again if the database refuses the row, so nothing is ever half-regi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,34 +87,34 @@ def _onnx_for(pipeline: Any, manifest: Manifest, x_check: np.ndarray) -> tuple[b
     return (onnx_bytes if usable else None), report
 
 
-def model_version_register(
-    *,
-    pipeline: Any,
-    manifest: Manifest,
-    x_check: np.ndarray,
-    x_reference: np.ndarray | None = None,
-    fmt: str = ArtifactFormat.JOBLIB,
-    created_by: Any = None,
-    notes: str = "",
-    promote: bool = False,
-    reason: str = "",
-) -> ModelVersion:
-    """Store a trained pipeline as the next version of ``manifest.name``.
+@dataclass(frozen=True)
+class PreparedModel:
+    """A trained pipeline ready to store: converted to ONNX when parity holds, its manifest
+    holding the ONNX report and the serving backend's probability reference."""
 
-    ``x_check`` is held-out data used for the ONNX parity check that decides the fast path.
-    ``x_reference`` (default ``x_check``) is held-out data scored by the backend that will
-    serve, for the drift reference of predicted probabilities.
-    The version is a candidate unless ``promote`` is set.
-    """
+    pipeline: Any
+    manifest: Manifest
+    onnx_bytes: bytes | None
+
+
+def _format_check(fmt: str) -> None:
     if fmt not in ArtifactFormat.values:
         raise ApplicationError(
             f"Unknown artifact format {fmt!r}.",
             fields={"format": f"must be one of {', '.join(ArtifactFormat.values)}"},
         )
-    name = manifest.name
-    model_dir = Path(settings.FLOODSITE_MODEL_DIR) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
 
+
+def model_version_prepare(
+    *,
+    pipeline: Any,
+    manifest: Manifest,
+    x_check: np.ndarray,
+    x_reference: np.ndarray | None = None,
+) -> PreparedModel:
+    """The expensive half of registering, which writes nothing: the ONNX conversion and its
+    parity check on ``x_check``, then the drift reference of predicted probabilities scored
+    by the backend that will serve on ``x_reference`` (default ``x_check``)."""
     onnx_bytes, onnx_report = _onnx_for(pipeline, manifest, x_check)
     manifest.onnx = onnx_report
     served = Predictor(pipeline, manifest, onnx_bytes=onnx_bytes)
@@ -120,6 +122,29 @@ def model_version_register(
     entry = drift.serving_probability_stats(served.predict_proba, rows, backend=served.backend)
     if entry is not None:
         manifest.reference[drift.PROBABILITY_KEY] = entry
+    return PreparedModel(pipeline=pipeline, manifest=manifest, onnx_bytes=onnx_bytes)
+
+
+def model_version_store(
+    *,
+    prepared: PreparedModel,
+    fmt: str = ArtifactFormat.JOBLIB,
+    created_by: Any = None,
+    notes: str = "",
+    promote: bool = False,
+    reason: str = "",
+) -> ModelVersion:
+    """Write a prepared model's files and row as the next version of its name.
+
+    ``prepared`` is left as it was, so one preparation may be stored more than once.
+    The version is a candidate unless ``promote`` is set.
+    """
+    _format_check(fmt)
+    pipeline, onnx_bytes = prepared.pipeline, prepared.onnx_bytes
+    manifest = copy.deepcopy(prepared.manifest)
+    name = manifest.name
+    model_dir = Path(settings.FLOODSITE_MODEL_DIR) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
 
     written: list[Path] = []
     try:
@@ -169,6 +194,36 @@ def model_version_register(
         raise
     logger.info("model_registered", model=str(mv), sha256=mv.sha256, stage=mv.stage)
     return mv
+
+
+def model_version_register(
+    *,
+    pipeline: Any,
+    manifest: Manifest,
+    x_check: np.ndarray,
+    x_reference: np.ndarray | None = None,
+    fmt: str = ArtifactFormat.JOBLIB,
+    created_by: Any = None,
+    notes: str = "",
+    promote: bool = False,
+    reason: str = "",
+) -> ModelVersion:
+    """Store a trained pipeline as the next version of ``manifest.name``: prepare it (the ONNX
+    conversion and parity check on ``x_check`` that decide the fast path; the drift reference
+    on ``x_reference``), then store it. The version is a candidate unless ``promote`` is set.
+    """
+    _format_check(fmt)
+    prepared = model_version_prepare(
+        pipeline=pipeline, manifest=manifest, x_check=x_check, x_reference=x_reference
+    )
+    return model_version_store(
+        prepared=prepared,
+        fmt=fmt,
+        created_by=created_by,
+        notes=notes,
+        promote=promote,
+        reason=reason,
+    )
 
 
 def model_version_promote(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
+from accounts.http import AuthenticatedHttpRequest
 from accounts.permissions import permissions_required
 from accounts.roles import VIEW_ALL_PREDICTIONS, VIEW_MODELS
 from mlcore.engine.assessment import calibration_lines, split_text
@@ -78,7 +79,7 @@ def _may_compare(user: Any) -> bool:
 
 @login_required
 @permissions_required(VIEW_MODELS)
-def model_list(request: HttpRequest) -> HttpResponse:
+def model_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Every registered version with its stage, key metrics and canary share (read-only)."""
     versions = list(model_version_list())
     serving = {
@@ -124,7 +125,7 @@ def _reliability_chart(calibration: dict[str, Any]) -> dict[str, Any] | None:
 
 @login_required
 @permissions_required(VIEW_MODELS)
-def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
+def model_detail(request: AuthenticatedHttpRequest, name: str, version: int) -> HttpResponse:
     """One version: stage history, metrics, feature schema, and links to monitor or download."""
     mv = model_version_get(name=name, version=version)
     manifest = Manifest.from_dict(mv.manifest)
@@ -157,7 +158,7 @@ def model_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_MODELS)
-def model_onnx_download(request: HttpRequest, name: str, version: int) -> HttpResponse:
+def model_onnx_download(request: AuthenticatedHttpRequest, name: str, version: int) -> HttpResponse:
     """The same zip as GET /api/v1/models/{name}/{version}/onnx, for a signed-in browser."""
     bundle = model_version_onnx_bundle(model_version=model_version_get(name=name, version=version))
     response = HttpResponse(bundle.content, content_type="application/zip")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.http import AuthenticatedHttpRequest
+from accounts.models import User
 from floodsite.exceptions import ApplicationError
 from mlcore.admin import ModelVersionAdmin
 from mlcore.models import ModelVersion
@@ -62,7 +65,9 @@ class AlertAdmin(admin.ModelAdmin):
         return False
 
     @admin.action(description="Acknowledge selected alerts", permissions=["change"])
-    def acknowledge_alerts(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+    def acknowledge_alerts(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Alert]
+    ) -> None:
         done = 0
         for alert in queryset:
             try:
@@ -73,7 +78,7 @@ class AlertAdmin(admin.ModelAdmin):
         self.message_user(request, f"{done} alert(s) acknowledged.", messages.SUCCESS)
 
     @admin.action(description="Resolve selected alerts", permissions=["change"])
-    def resolve_alerts(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+    def resolve_alerts(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Alert]) -> None:
         for alert in queryset:
             services.alert_resolve(alert=alert, user=request.user)
         self.message_user(request, f"{queryset.count()} alert(s) resolved.", messages.SUCCESS)
@@ -138,6 +143,8 @@ class RetrainJobAdmin(admin.ModelAdmin):
         """ "Retrain from the audit log": queue a job and go to its progress page."""
         if not self.has_add_permission(request):
             return self.changeform_view(request, None, form_url, extra_context)
+        if not isinstance(request.user, User):  # the admin site signs its users in first
+            raise PermissionDenied
         initial = {"name": request.GET.get("name") or settings.FLOODSITE_MODEL_NAME}
         form = RetrainForm(request.POST if request.method == "POST" else None, initial=initial)
         if form.is_valid():
@@ -171,7 +178,7 @@ class RetrainingModelVersionAdmin(ModelVersionAdmin):
     actions = [*ModelVersionAdmin.actions, "retrain"]
 
     @admin.action(description="Retrain from the audit log (a Celery job with progress)")
-    def retrain(self, request: HttpRequest, queryset: QuerySet[ModelVersion]):
+    def retrain(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ModelVersion]):
         names = set(queryset.values_list("name", flat=True))
         if len(names) != 1:
             self.message_user(request, "Select versions of one model name.", messages.ERROR)

@@ -170,13 +170,15 @@ def _band_styles(seen: set[str]) -> tuple[list[str], dict[str, str]]:
     matplotlib = _matplotlib()
     declared = selectors.risk_bands_in_production()
     declared = sorted(declared, key=lambda band: band.get("lower", 0))
-    order = [band.get("name") for band in declared]
+    order: list[str] = [band["name"] for band in declared]
     names = order + sorted(seen - set(order))
-    colours = {}
+    colours: dict[str, str] = {}
     for i, name in enumerate(names):
         colour = next((band.get("colour") for band in declared if band.get("name") == name), None)
-        ok = isinstance(colour, str) and matplotlib.colors.is_color_like(colour)
-        colours[name] = colour if ok else FALLBACK_BAND_COLOURS[i % len(FALLBACK_BAND_COLOURS)]
+        if isinstance(colour, str) and matplotlib.colors.is_color_like(colour):
+            colours[name] = colour
+        else:
+            colours[name] = FALLBACK_BAND_COLOURS[i % len(FALLBACK_BAND_COLOURS)]
     return names, colours
 
 

@@ -5,10 +5,9 @@ The worker runs it with ``modelops.retraining.retrain_job_run`` (``modelops.task
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
+from accounts.models import User
 from floodsite.exceptions import ApplicationError
 from mlcore.selectors import model_version_get_production
 from modelops.models import RetrainJob
@@ -18,7 +17,7 @@ logger = structlog.get_logger(__name__)
 
 
 def retrain_job_submit(
-    *, name: str, include_original: bool, min_outcomes: int, user: Any
+    *, name: str, include_original: bool, min_outcomes: int, user: User
 ) -> RetrainJob:
     """Queue a retraining on a worker; a broker that cannot be reached leaves no job behind."""
     if min_outcomes < 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import smtplib
 from datetime import datetime
-from typing import Any
 
 import structlog
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import User
 from floodsite.exceptions import ApplicationError
 from modelops.checks import Finding, MonitoringResult, monitoring_evaluate
 from modelops.models import ACTIVE_ALERT_STATUSES, Alert, AlertStatus, MonitoringReport
@@ -146,7 +146,7 @@ def monitoring_report_create(
     return report
 
 
-def alert_acknowledge(*, alert: Alert, user: Any) -> Alert:
+def alert_acknowledge(*, alert: Alert, user: User) -> Alert:
     """Someone is on it: the alert stays active (and de-duplicating) but is marked as seen."""
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
@@ -162,7 +162,7 @@ def alert_acknowledge(*, alert: Alert, user: Any) -> Alert:
     return alert
 
 
-def alert_resolve(*, alert: Alert, user: Any) -> Alert:
+def alert_resolve(*, alert: Alert, user: User) -> Alert:
     """Close the alert; if the condition returns, the next check opens (and mails) a new one."""
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)

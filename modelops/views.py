@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from csp.decorators import csp
 from django import forms
@@ -20,13 +20,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.http import AuthenticatedHttpRequest
 from accounts.permissions import check_permissions, permissions_required
 from accounts.roles import (
     HANDLE_ALERTS,
@@ -51,11 +53,19 @@ CHART_CSP = {
     "style-src": ["'unsafe-inline'"],
     "frame-ancestors": ["'self'"],
 }
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
+
+
+def chart_csp(view: _View) -> _View:
+    """``csp(CHART_CSP)``, typed as Django types its own view decorators (django-csp's types
+    take views of the request alone, so views with URL arguments would not match)."""
+    return csp(CHART_CSP)(view)  # type: ignore[return-value]
+
 
 # --- input ----------------------------------------------------------------------------------
 
 
-def _require_monitor(request: HttpRequest) -> None:
+def _require_monitor(request: AuthenticatedHttpRequest) -> None:
     # Auditors and admins hold it (accounts.roles); the 403 names it.
     check_permissions(request.user, [VIEW_MONITORING])
 
@@ -121,7 +131,7 @@ def _drift_rows(block: dict[str, Any], series: list[dict[str, Any]]) -> list[dic
     return rows
 
 
-def _focus(request: HttpRequest) -> ModelVersion | None:
+def _focus(request: AuthenticatedHttpRequest) -> ModelVersion | None:
     """The model version named by ?model=&version= (links from a version's page), if any."""
     name, number = request.GET.get("model", ""), request.GET.get("version", "")
     if not name and not number:
@@ -158,7 +168,7 @@ def _accuracy_rows(
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Traffic, latency, errors, drift, accuracy and the open alerts over one window."""
     _require_monitor(request)
     period = _period(request.GET.get("window"))
@@ -168,7 +178,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     series = selectors.monitoring_report_series(since=since, until=until) if latest else []
     drift_block = (latest.metrics.get("drift") or {}) if latest else {}
     drift_live = focus is not None and (latest is None or latest.model_version_id != focus.pk)
-    if drift_live:
+    if focus is not None and drift_live:
         # Checks measure the production version only; another version is measured now, over
         # its newest predictions in the window, and has no stored history to draw.
         drift_block = selectors.model_drift_get(
@@ -177,7 +187,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         series = []
     errors = selectors.batch_error_rate_get(since=since, until=until)
     accuracy = _accuracy_rows(since, until, focus)
-    focus_query = f"&{urlencode({'model': focus.name, 'version': focus.version})}" if focus else ""
+    focus_query = (
+        f"&{urlencode({'model': focus.name, 'version': str(focus.version)})}" if focus else ""
+    )
     context = {
         "period": period,
         "focus": focus,
@@ -215,14 +227,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 # --- alert actions --------------------------------------------------------------------------
 
 
-def _after_action(request: HttpRequest) -> HttpResponse:
+def _after_action(request: AuthenticatedHttpRequest) -> HttpResponse:
     value = request.POST.get("window")
     period = PERIODS.get(value or DEFAULT_PERIOD, PERIODS[DEFAULT_PERIOD])
     return redirect(_dashboard_url(period))
 
 
 def _alert_action(
-    request: HttpRequest, alert_id: int, action: Callable[..., Any], done: str
+    request: AuthenticatedHttpRequest, alert_id: int, action: Callable[..., Any], done: str
 ) -> HttpResponse:
     check_permissions(request.user, [VIEW_MONITORING, HANDLE_ALERTS])
     alert = action(alert=selectors.alert_get(alert_id=alert_id), user=request.user)
@@ -233,19 +245,19 @@ def _alert_action(
 
 @login_required
 @require_POST
-def alert_acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+def alert_acknowledge_view(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
     return _alert_action(request, alert_id, services.alert_acknowledge, "acknowledged")
 
 
 @login_required
 @require_POST
-def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+def alert_resolve_view(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
     return _alert_action(request, alert_id, services.alert_resolve, "resolved")
 
 
 @login_required
 @require_POST
-def check_run(request: HttpRequest) -> HttpResponse:
+def check_run(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Admins: run one monitoring check now instead of waiting for the scheduler."""
     check_permissions(request.user, [VIEW_MONITORING, RUN_CHECKS])
     report = services.monitoring_report_create(window_minutes=settings.MONITOR_WINDOW_MINUTES)
@@ -261,7 +273,7 @@ def check_run(request: HttpRequest) -> HttpResponse:
 
 # --- charts ---------------------------------------------------------------------------------
 def _chart_response(
-    request: HttpRequest, name: str, draw: Callable[..., bytes], *args
+    request: AuthenticatedHttpRequest, name: str, draw: Callable[..., bytes], *args
 ) -> HttpResponse:
     _require_monitor(request)
     period = _period(request.GET.get("window"))
@@ -281,8 +293,8 @@ def _chart_response(
 def _chart_view(name: str, draw: Callable[..., bytes]) -> Callable[..., HttpResponse]:
     @login_required
     @require_GET
-    @csp(CHART_CSP)
-    def view(request: HttpRequest) -> HttpResponse:
+    @chart_csp
+    def view(request: AuthenticatedHttpRequest) -> HttpResponse:
         return _chart_response(request, name, draw)
 
     view.__name__ = f"chart_{name}"
@@ -297,16 +309,16 @@ accuracy_chart = _chart_view("accuracy", charts.chart_accuracy)
 
 @login_required
 @require_GET
-@csp(CHART_CSP)
-def psi_chart(request: HttpRequest, subject: str) -> HttpResponse:
+@chart_csp
+def psi_chart(request: AuthenticatedHttpRequest, subject: str) -> HttpResponse:
     digest = hashlib.sha256(subject.encode()).hexdigest()[:16]
     return _chart_response(request, f"psi:{digest}", charts.chart_psi, subject)
 
 
 @login_required
 @require_GET
-@csp(CHART_CSP)
-def calibration_chart(request: HttpRequest, version_id: int) -> HttpResponse:
+@chart_csp
+def calibration_chart(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
     _require_monitor(request)
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
@@ -339,7 +351,7 @@ class ComparisonForm(forms.Form):
 
 @login_required
 @permissions_required(VIEW_MODELS, VIEW_ALL_PREDICTIONS)
-def model_shadow(request: HttpRequest, name: str, version: int) -> HttpResponse:
+def model_shadow(request: AuthenticatedHttpRequest, name: str, version: int) -> HttpResponse:
     """How this version's shadow answers compare with the answers users got."""
     mv = model_version_get(name=name, version=version)
     form = ComparisonForm(request.GET or None)

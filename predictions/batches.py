@@ -42,6 +42,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.roles import ADD_SITE
 from floodsite import metrics
 from floodsite.exceptions import ApplicationError
@@ -133,7 +134,7 @@ def _count_data_rows(upload: IO[bytes]) -> int:
 
 
 def batch_create(
-    *, owner: Any, source: str, upload: UploadedFile, idempotency_key: str = ""
+    *, owner: User, source: str, upload: UploadedFile, idempotency_key: str = ""
 ) -> BatchJob:
     """Accept a CSV for scoring by the production model; refuse bad files before queueing."""
     if upload.size is not None and upload.size > settings.BATCH_MAX_BYTES:
@@ -575,8 +576,10 @@ def batch_chunk_process(*, job_id: str, index: int) -> bool:
     task renews its lease (so the resumer leaves it alone) and stops if the job was cancelled.
     """
     job = BatchJob.objects.select_related("model_version", "owner").filter(pk=job_id).first()
-    chunk = BatchChunk.objects.filter(job_id=job_id, index=index).first()
-    if job is None or chunk is None or chunk.done or job.finished:
+    if job is None:
+        return False
+    chunk = BatchChunk.objects.filter(job=job, index=index).first()
+    if chunk is None or chunk.done or job.finished:
         return False
     if not _chunk_claim(chunk):
         return False  # a live task is scoring this chunk; a duplicate message does nothing

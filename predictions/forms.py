@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -58,10 +58,28 @@ def _hard_limit_attrs(spec: FeatureSpec) -> dict[str, str]:
     return attrs
 
 
-def _category_field(spec: FeatureSpec) -> forms.TypedChoiceField:
+class FeatureUnit:
+    """A feature's field knows its unit, which the page shows next to the label."""
+
+    unit = ""
+
+
+class NumberFeatureField(FeatureUnit, forms.FloatField):
+    pass
+
+
+class WholeNumberFeatureField(FeatureUnit, forms.IntegerField):
+    pass
+
+
+class CategoryFeatureField(FeatureUnit, forms.TypedChoiceField):
+    pass
+
+
+def _category_field(spec: FeatureSpec) -> CategoryFeatureField:
     """A select of the category's labels; the value sent on is the code."""
     reason = spec.category_reason()
-    field = forms.TypedChoiceField(
+    return CategoryFeatureField(
         label=feature_label(spec),
         choices=[(_number(code), f"{label} ({code})") for code, label in spec.categories],
         coerce=int,
@@ -71,8 +89,6 @@ def _category_field(spec: FeatureSpec) -> forms.TypedChoiceField:
             "invalid_choice": f"{reason[:1].upper()}{reason[1:]}.",
         },
     )
-    field.unit = ""  # type: ignore[attr-defined]
-    return field
 
 
 def site_field(*, options_url: str = "") -> forms.CharField:
@@ -133,7 +149,9 @@ class PredictionForm(forms.Form):
                 self.fields[spec.name] = _category_field(spec)
                 self.fields[spec.name].required = spec.scope != "place"
                 continue
-            field_class = forms.IntegerField if spec.dtype == "int" else forms.FloatField
+            field_class: type[NumberFeatureField | WholeNumberFeatureField] = (
+                WholeNumberFeatureField if spec.dtype == "int" else NumberFeatureField
+            )
             # A model trained from a CSV without a schema file knows no units; say so rather
             # than leave the analyst guessing whether a blank means "none".
             unit = f" ({spec.unit})" if spec.unit else f" ({NO_UNIT})"
@@ -143,7 +161,7 @@ class PredictionForm(forms.Form):
                 if spec.kind == "cyclic" and spec.period is not None
                 else ""
             )
-            self.fields[spec.name] = field_class(
+            field = self.fields[spec.name] = field_class(
                 label=feature_label(spec),
                 help_text=(
                     f"{spec.description} Typical range {_number(spec.minimum)} to "
@@ -168,7 +186,7 @@ class PredictionForm(forms.Form):
                     }
                 ),
             )
-            self.fields[spec.name].unit = spec.unit or NO_UNIT  # type: ignore[attr-defined]
+            field.unit = spec.unit or NO_UNIT
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         """Bound fields by the manifest's feature groups, in schema order."""
@@ -205,13 +223,17 @@ class WhatIfForm(forms.Form):
         super().__init__(*args, **kwargs)
         self._specs = {spec.name: spec for spec in manifest.features}
         choices = [(spec.name, feature_label(spec)) for spec in manifest.features]
-        self.fields["feature_1"].choices = choices
-        self.fields["feature_2"].choices = [("", "(nothing else)"), *choices]
+        cast(forms.ChoiceField, self.fields["feature_1"]).choices = choices
+        cast(forms.ChoiceField, self.fields["feature_2"]).choices = [
+            ("", "(nothing else)"),
+            *choices,
+        ]
         for name in ("value_1", "value_2"):
             self.fields[name].widget.attrs.update({"step": "any", "inputmode": "decimal"})
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("feature_2") and data.get("value_2") is None:
             self.add_error("value_2", "Enter the new value, or choose nothing else.")
         if data.get("feature_2") and data.get("feature_2") == data.get("feature_1"):
@@ -287,7 +309,8 @@ class HistoryFilterForm(forms.Form):
 
     def __init__(self, *args: Any, bands: list[str], can_filter_users: bool, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["risk_band"].choices = [("", "Any"), *[(b, b.title()) for b in bands]]
+        risk_band = cast(forms.ChoiceField, self.fields["risk_band"])
+        risk_band.choices = [("", "Any"), *[(b, b.title()) for b in bands]]
         if not can_filter_users:
             del self.fields["user"]
 

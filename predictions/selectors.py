@@ -15,6 +15,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
+from accounts.models import User
 from floodsite.exceptions import ApplicationError
 from mlcore.selectors import loaded_model_get
 from predictions.models import BatchJob, Prediction, Source
@@ -22,12 +23,12 @@ from predictions.models import BatchJob, Prediction, Source
 VIEW_ALL_PERMISSION = "predictions.view_all_predictions"
 
 
-def user_sees_everything(user: Any) -> bool:
+def user_sees_everything(user: User) -> bool:
     """Auditors hold a permission; is_staff alone is not enough to read others' history."""
     return bool(user.has_perm(VIEW_ALL_PERMISSION))
 
 
-def prediction_visible(*, user: Any, what_if: bool = False) -> QuerySet[Prediction]:
+def prediction_visible(*, user: User, what_if: bool = False) -> QuerySet[Prediction]:
     """Predictions ``user`` may read; what-if answers only when ``what_if`` asks for them."""
     manager = Prediction.all_sources if what_if else Prediction.objects
     qs = manager.select_related("model_version", "user", "site", "outcome__reported_by")
@@ -86,7 +87,7 @@ SORT_ORDERS = ("-created_at", "created_at", "-probability", "probability")
 
 
 def prediction_list(
-    *, user: Any, filters: dict[str, Any] | None = None, order: str = "-created_at"
+    *, user: User, filters: dict[str, Any] | None = None, order: str = "-created_at"
 ) -> QuerySet[Prediction]:
     """Predictions ``user`` may see, newest first; an invalid filter is a 400 naming it."""
     filters = dict(filters or {})
@@ -121,7 +122,7 @@ def _visible_one(queryset: QuerySet, object_id: Any) -> Any:
     return queryset.filter(pk=key).first()
 
 
-def prediction_get(*, user: Any, prediction_id: Any) -> Prediction:
+def prediction_get(*, user: User, prediction_id: Any) -> Prediction:
     """One prediction, or a 404 when it does not exist or belongs to someone else."""
     # A what-if answer's own page stays readable (the comparison links to it).
     prediction = _visible_one(prediction_visible(user=user, what_if=True), prediction_id)
@@ -152,7 +153,7 @@ def prediction_explanation(*, prediction: Prediction) -> dict[str, Any]:
     return loaded.predictor.predict_one(values).explanation_dict()
 
 
-def prediction_band_counts(*, user: Any, since: datetime) -> dict[str, int]:
+def prediction_band_counts(*, user: User, since: datetime) -> dict[str, int]:
     """How many predictions fell in each risk band since ``since``, for the dashboard."""
     rows = (
         prediction_visible(user=user)
@@ -164,12 +165,12 @@ def prediction_band_counts(*, user: Any, since: datetime) -> dict[str, int]:
     return {row["risk_band"]: row["n"] for row in rows}
 
 
-def batch_list(*, user: Any) -> QuerySet[BatchJob]:
+def batch_list(*, user: User) -> QuerySet[BatchJob]:
     qs = BatchJob.objects.select_related("model_version", "owner")
     return qs if user_sees_everything(user) else qs.filter(owner=user)
 
 
-def batch_get(*, user: Any, job_id: Any) -> BatchJob:
+def batch_get(*, user: User, job_id: Any) -> BatchJob:
     """One job, or a 404 when it does not exist or belongs to someone else."""
     job = _visible_one(batch_list(user=user), job_id)
     if job is None:

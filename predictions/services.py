@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.permissions import check_owner_or_permission
 from accounts.roles import RECORD_OUTCOME_ANY
 from floodsite import metrics
@@ -83,7 +84,7 @@ def _row(
     scored: Scored,
     inputs: Mapping[str, Any],
     loaded: LoadedModel,
-    user: Any,
+    user: User,
     source: str,
     latency_ms: float,
     request_id: str,
@@ -146,7 +147,7 @@ def _named_inputs(loaded: LoadedModel, values: Any) -> dict[str, float]:
 
 def prediction_create(
     *,
-    user: Any,
+    user: User,
     source: str,
     inputs: Mapping[str, Any],
     request_id: str = "",
@@ -218,7 +219,7 @@ def prediction_create(
 
 def what_if_create(
     *,
-    user: Any,
+    user: User,
     original: Prediction,
     changes: Mapping[str, Any],
     request_id: str = "",
@@ -240,7 +241,7 @@ def what_if_create(
 
 def prediction_create_many(
     *,
-    user: Any,
+    user: User,
     source: str,
     instances: Sequence[Mapping[str, Any]],
     request_id: str = "",
@@ -319,7 +320,7 @@ def prediction_create_many(
 def outcome_create(
     *,
     prediction: Prediction,
-    user: Any,
+    user: User,
     flooded: bool,
     observed_at: datetime | None = None,
     note: str = "",
@@ -370,7 +371,7 @@ def request_fingerprint(*, method: str, path: str, body: Any) -> str:
 
 def idempotent_call(
     *,
-    user: Any,
+    user: User,
     key: str | None,
     fingerprint: Callable[[], str],
     perform: Callable[[], tuple[int, Any]],

@@ -9,12 +9,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.http import AuthenticatedHttpRequest
+from accounts.models import User
 from accounts.permissions import check_owner_or_permission, permissions_required
 from accounts.roles import (
     CANCEL_ANY_BATCH,
@@ -67,7 +70,7 @@ HISTORY_PAGE_SIZE = 25
 SHOWN_FACTORS = 5
 
 
-def _no_model_page(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+def _no_model_page(request: AuthenticatedHttpRequest, exc: ApplicationError) -> HttpResponse:
     return render(request, "predictions/no_model.html", {"message": exc.message}, status=503)
 
 
@@ -87,7 +90,7 @@ def _band_rows(manifest: Manifest, counts: dict[str, int]) -> list[dict[str, Any
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Start page: this week's predictions by band, the latest ones, the model answering."""
     try:
         model_version = model_version_get_production(name=settings.FLOODSITE_MODEL_NAME)
@@ -119,7 +122,7 @@ def _active() -> LoadedModel:
 @login_required
 @require_http_methods(["GET", "POST"])
 @permissions_required(PREDICT)
-def predict(request: HttpRequest) -> HttpResponse:
+def predict(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The form generated from the production model; a valid submit shows the result page."""
     try:
         loaded = _active()
@@ -245,7 +248,7 @@ def _result_context(prediction: Prediction) -> dict[str, Any]:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def prediction_detail(request: HttpRequest, prediction_id: str) -> HttpResponse:
+def prediction_detail(request: AuthenticatedHttpRequest, prediction_id: str) -> HttpResponse:
     """The result: probability, band and its meaning, what drove it, what-if, the outcome."""
     prediction = prediction_get(user=request.user, prediction_id=prediction_id)
     context = _result_context(prediction)
@@ -255,7 +258,7 @@ def prediction_detail(request: HttpRequest, prediction_id: str) -> HttpResponse:
     return render(request, "predictions/detail.html", context)
 
 
-def _may_record_outcome(user: Any, prediction: Prediction) -> bool:
+def _may_record_outcome(user: User, prediction: Prediction) -> bool:
     """Whether the page offers the outcome form (predictions.services.outcome_create decides)."""
     if not user.has_perm(RECORD_OUTCOME):
         return False
@@ -265,7 +268,7 @@ def _may_record_outcome(user: Any, prediction: Prediction) -> bool:
 @login_required
 @require_POST
 @permissions_required(VIEW_PREDICTIONS, PREDICT)
-def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse:
+def prediction_what_if(request: AuthenticatedHttpRequest, prediction_id: str) -> HttpResponse:
     """htmx: score the same inputs with one or two changed and show both side by side."""
     original = prediction_get(user=request.user, prediction_id=prediction_id)
     manifest = Manifest.from_dict(original.model_version.manifest)
@@ -300,7 +303,7 @@ def prediction_what_if(request: HttpRequest, prediction_id: str) -> HttpResponse
 @login_required
 @require_POST
 @permissions_required(VIEW_PREDICTIONS, RECORD_OUTCOME)
-def prediction_outcome(request: HttpRequest, prediction_id: str) -> HttpResponse:
+def prediction_outcome(request: AuthenticatedHttpRequest, prediction_id: str) -> HttpResponse:
     """Record what was observed; on a bad form the result page shows what to fix."""
     prediction = prediction_get(user=request.user, prediction_id=prediction_id)
     # Checked before the form, so that it is the 403 page rather than a form error.
@@ -332,7 +335,7 @@ def prediction_outcome(request: HttpRequest, prediction_id: str) -> HttpResponse
     return render(request, "predictions/detail.html", context, status=400)
 
 
-def _history_form(request: HttpRequest) -> tuple[HistoryFilterForm, list[str]]:
+def _history_form(request: AuthenticatedHttpRequest) -> tuple[HistoryFilterForm, list[str]]:
     try:
         manifest = Manifest.from_dict(
             model_version_get_production(name=settings.FLOODSITE_MODEL_NAME).manifest
@@ -346,7 +349,7 @@ def _history_form(request: HttpRequest) -> tuple[HistoryFilterForm, list[str]]:
     return form, features
 
 
-def _filtered(request: HttpRequest, form: HistoryFilterForm):
+def _filtered(request: AuthenticatedHttpRequest, form: HistoryFilterForm):
     if form.is_bound and not form.is_valid():
         return None
     filters = form.selector_filters() if form.is_bound else {}
@@ -356,7 +359,7 @@ def _filtered(request: HttpRequest, form: HistoryFilterForm):
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def history(request: HttpRequest) -> HttpResponse:
+def history(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Everything the user asked (everyone's for auditors), filtered, sorted and paged."""
     form, _ = _history_form(request)
     try:
@@ -380,7 +383,7 @@ def history(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def history_export(request: HttpRequest) -> HttpResponse:
+def history_export(request: AuthenticatedHttpRequest) -> HttpResponseBase:
     """The filtered history as CSV, streamed, with spreadsheet-formula cells neutralised."""
     form, features = _history_form(request)
     try:
@@ -410,7 +413,7 @@ def history_export(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @permissions_required(VIEW_PREDICTIONS, unsafe=[PREDICT])
-def batch_upload(request: HttpRequest) -> HttpResponse:
+def batch_upload(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Upload a CSV to score every row; lists the user's jobs."""
     form = BatchUploadForm(request.POST or None, request.FILES or None)
     status = 200
@@ -463,7 +466,7 @@ def _batch_context(job: BatchJob) -> dict[str, Any]:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def batch_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+def batch_detail(request: AuthenticatedHttpRequest, job_id: str) -> HttpResponse:
     job = batch_get(user=request.user, job_id=job_id)
     if job.finished and job.owner_id == request.user.pk and not job.notified:
         batch_mark_notified(job=job)
@@ -472,7 +475,7 @@ def batch_detail(request: HttpRequest, job_id: str) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def batch_progress_fragment(request: HttpRequest, job_id: str) -> HttpResponse:
+def batch_progress_fragment(request: AuthenticatedHttpRequest, job_id: str) -> HttpResponse:
     """htmx polls this while the job runs; a finished job's fragment stops the polling."""
     job = batch_get(user=request.user, job_id=job_id)
     return render(request, "predictions/_batch_progress.html", _batch_context(job))
@@ -481,7 +484,7 @@ def batch_progress_fragment(request: HttpRequest, job_id: str) -> HttpResponse:
 @login_required
 @require_POST
 @permissions_required(VIEW_PREDICTIONS, PREDICT)
-def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
+def batch_cancel_view(request: AuthenticatedHttpRequest, job_id: str) -> HttpResponse:
     job = batch_get(user=request.user, job_id=job_id)
     check_owner_or_permission(request.user, owner_id=job.owner_id, permission=CANCEL_ANY_BATCH)
     try:
@@ -493,7 +496,7 @@ def batch_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def batch_download(request: HttpRequest, job_id: str, kind: str) -> HttpResponse:
+def batch_download(request: AuthenticatedHttpRequest, job_id: str, kind: str) -> FileResponse:
     job = batch_get(user=request.user, job_id=job_id)
     stored = batch_file_get(job=job, kind=kind)
     return FileResponse(

@@ -25,13 +25,13 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.tests.factories import UserFactory, token_for
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.selectors import canary_bucket
 from mlcore.services import model_version_promote, prediction_ids_read
 from predictions.models import Outcome, Prediction
-from predictions.tests.factories import UserFactory, token_for
 
 NAME = django_settings.FLOODSITE_MODEL_NAME
 PREDICT = "/api/v1/predictions/"

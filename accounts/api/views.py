@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthenticatedRequest
 from accounts.models import ApiToken
 from accounts.selectors import api_token_list
 from accounts.services import api_token_create, api_token_revoke
@@ -91,7 +92,7 @@ class TokenCollectionApi(APIView):
         return Response({**token_to_dict(token), "token": secret}, status=201)
 
     @extend_schema(operation_id="tokens_list", responses={200: TokenOut(many=True)})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response([token_to_dict(t) for t in api_token_list(user=request.user)])
 
 
@@ -104,7 +105,7 @@ class TokenDetailApi(APIView):
     throttle_scope = "auth"
 
     @extend_schema(operation_id="tokens_revoke", responses={204: None})
-    def delete(self, request: Request, token_key: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, token_key: str) -> Response:
         if not _TOKEN_KEY.fullmatch(token_key):
             raise ApplicationError("No such token.", code="not_found", status_code=404)
         api_token_revoke(user=request.user, token_key=token_key)

@@ -20,7 +20,9 @@ LINK = re.compile(r"https?://[^/\s]+(/accounts/password/reset/[^/\s]+/[^/\s]+/)"
 
 
 def link_path(message) -> str:
-    return LINK.search(message.body).group(1)
+    found = LINK.search(message.body)
+    assert found is not None, message.body
+    return found.group(1)
 
 
 def test_invite_creates_a_passwordless_user_in_the_role_and_mails_a_link(mailoutbox, client):

@@ -112,7 +112,7 @@ def test_unknown_role_is_refused():
 
 
 def test_user_without_a_role_has_none():
-    assert UserFactory().role is None
+    assert UserFactory(role=False).role is None
 
 
 def test_role_sync_restores_the_definitions():

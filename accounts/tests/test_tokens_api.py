@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
-from predictions.tests.factories import UserFactory, token_for
+from accounts.tests.factories import UserFactory, token_for
 
 TOKENS = "/api/v1/auth/tokens/"
 PROTECTED = "/api/v1/predictions/"

@@ -11,8 +11,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import UserFactory
 from predictions.models import Prediction
-from predictions.tests.factories import UserFactory
 
 TOKENS = "/api/v1/auth/tokens/"
 PREDICTIONS = "/api/v1/predictions/"

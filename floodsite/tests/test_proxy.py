@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from accounts.tests.factories import UserFactory, token_for
 from floodsite.tests.servers import free_port, gunicorn_command
 from predictions.models import Prediction
-from predictions.tests.factories import UserFactory, token_for
 from predictions.tests.test_tasks import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthenticatedRequest
 from accounts.roles import VIEW_MODELS
 from mlcore.engine.schema import FEATURE_DTYPES, FEATURE_KINDS, FEATURE_SCOPES, FeatureSpec
 from mlcore.models import ModelVersion, Stage
@@ -40,7 +40,8 @@ class ModelVersionOut(serializers.Serializer):
 
 class CategoryOut(serializers.Serializer):
     code = serializers.IntegerField()
-    label = serializers.CharField()
+    # DRF allows a field named like a Field attribute; its stubs type Field.label as a string.
+    label = serializers.CharField()  # type: ignore[assignment]
 
 
 class FeatureOut(serializers.Serializer):
@@ -106,7 +107,7 @@ class ModelListApi(APIView):
     required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_list", responses={200: ModelVersionOut(many=True)})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response([model_version_to_dict(mv) for mv in model_version_list()])
 
 
@@ -115,7 +116,7 @@ class ModelActiveApi(APIView):
     required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_active", responses={200: ModelVersionDetailOut})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         mv = model_version_get_production(name=settings.FLOODSITE_MODEL_NAME)
         return Response(model_version_to_dict(mv, manifest=True))
 
@@ -125,7 +126,7 @@ class ModelDetailApi(APIView):
     required_permissions = {"GET": (VIEW_MODELS,)}
 
     @extend_schema(operation_id="models_retrieve", responses={200: ModelVersionDetailOut})
-    def get(self, request: Request, name: str, version: int) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, version: int) -> Response:
         mv = model_version_get(name=name, version=version)
         return Response(model_version_to_dict(mv, manifest=True))
 
@@ -167,7 +168,7 @@ class ModelOnnxApi(APIView):
             ),
         },
     )
-    def get(self, request: Request, name: str, version: int) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, name: str, version: int) -> HttpResponse:
         bundle = model_version_onnx_bundle(
             model_version=model_version_get(name=name, version=version)
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 from io import StringIO
 from pathlib import Path
@@ -18,42 +17,31 @@ from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic, training
 from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.selectors import predictor_get_active
-from mlcore.services import model_version_promote, model_version_register, model_version_rollback
+from mlcore.services import PreparedModel, model_version_promote, model_version_rollback
+from mlcore.tests.factories import ModelVersionFactory, other_good_prepared, prepared_from
 
 CHANGELIST = "/admin/mlcore/modelversion/"
 
 
 @pytest.fixture(scope="module")
-def shuffled_model() -> training.TrainedModel:
+def shuffled() -> PreparedModel:
     """Trained on labels shuffled at random: it ranks sites no better than chance."""
     data = training.synthetic_training_data(n_rows=3_000, seed=11)
     rng = np.random.default_rng(1)
     data.frame[synthetic.TARGET] = rng.permutation(data.frame[synthetic.TARGET].to_numpy())
-    return training.train_model(
+    trained = training.train_model(
         data, name=django_settings.FLOODSITE_MODEL_NAME, seed=11, feature_specs=synthetic.FEATURES
     )
+    return prepared_from(trained, check_rows=200)
 
 
-@pytest.fixture(scope="module")
-def other_good_model() -> training.TrainedModel:
-    """As good as the fixture model, trained on other rows with another seed."""
-    data = training.synthetic_training_data(n_rows=6_000, seed=8)
-    return training.train_model(
-        data, name=django_settings.FLOODSITE_MODEL_NAME, seed=8, feature_specs=synthetic.FEATURES
-    )
-
-
-def register(trained: training.TrainedModel) -> ModelVersion:
-    return model_version_register(
-        pipeline=trained.pipeline,
-        manifest=copy.deepcopy(trained.manifest),
-        x_check=trained.x_test[:200],
-    )
+def other_good() -> ModelVersion:
+    return ModelVersionFactory.create(prepared=other_good_prepared())
 
 
 @pytest.fixture
-def worse(production_model, shuffled_model):
-    return register(shuffled_model)
+def worse(production_model, shuffled):
+    return ModelVersionFactory(prepared=shuffled)
 
 
 def test_a_clearly_worse_candidate_is_refused_naming_the_metrics(production_model, worse):
@@ -80,9 +68,9 @@ def test_the_thresholds_are_settings(production_model, worse, settings):
 
 
 def test_an_equally_good_candidate_passes_and_both_models_numbers_are_recorded(
-    production_model, other_good_model, admin_user
+    production_model, admin_user
 ):
-    candidate = register(other_good_model)
+    candidate = other_good()
     model_version_promote(model_version=candidate, user=admin_user, reason="fresher data")
     change = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION)
     gate = change.metrics["gate"]
@@ -134,8 +122,8 @@ def test_forcing_without_a_reason_is_a_400_naming_the_reason(production_model, w
     assert ModelVersion.objects.get(pk=worse.pk).stage == Stage.CANDIDATE
 
 
-def test_force_does_not_pass_a_tampered_artifact(production_model, other_good_model):
-    candidate = register(other_good_model)
+def test_force_does_not_pass_a_tampered_artifact(production_model):
+    candidate = other_good()
     path = Path(candidate.artifact.path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -147,11 +135,9 @@ def test_force_does_not_pass_a_tampered_artifact(production_model, other_good_mo
     assert production_model.stage == Stage.PRODUCTION
 
 
-def test_a_missing_production_artifact_does_not_block_a_good_candidate(
-    production_model, other_good_model
-):
+def test_a_missing_production_artifact_does_not_block_a_good_candidate(production_model):
     Path(production_model.artifact.path).unlink()
-    candidate = register(other_good_model)
+    candidate = other_good()
     model_version_promote(model_version=candidate, user=None, reason="production file lost")
     gate = StageChange.objects.get(model_version=candidate, to_stage=Stage.PRODUCTION).metrics
     assert gate["gate"]["passed"] is True
@@ -194,10 +180,10 @@ def test_admin_shows_the_gate_error_then_forces_with_the_checkbox(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_admins_promoting_at_once_one_wins_the_other_gets_409(register_model, other_good_model):
+def test_two_admins_promoting_at_once_one_wins_the_other_gets_409(register_model):
     """Two threads, each with its own database connection, promote different candidates."""
     production = register_model(promote=True)
-    first, second = register(other_good_model), register(other_good_model)
+    first, second = other_good(), other_good()
     barrier = threading.Barrier(2)
     results: dict[int, object] = {}
 

@@ -12,6 +12,7 @@ from floodsite.exceptions import ApplicationError
 from mlcore.models import ModelVersion, Stage, StageChange
 from mlcore.selectors import model_version_load, predictor_get_active
 from mlcore.services import model_version_promote, model_version_rollback
+from mlcore.tests.factories import ModelVersionFactory, default_prepared
 
 
 def test_registration_numbers_versions_and_stores_a_complete_manifest(register_model):
@@ -35,6 +36,33 @@ def test_registration_numbers_versions_and_stores_a_complete_manifest(register_m
     ]
     assert manifest["reference"][feature["name"]]["quantiles"]
     assert first.stage_changes.get().to_stage == Stage.CANDIDATE
+
+
+def test_one_preparation_stored_twice_is_left_as_it_was(db):
+    prepared = default_prepared()
+    before = prepared.manifest.to_dict()
+    first, second = ModelVersionFactory(), ModelVersionFactory()
+    assert prepared.manifest.to_dict() == before
+    assert before["artifact_sha256"] != first.sha256  # set on the stored copy only
+    assert (first.version, second.version) == (1, 2)
+    assert first.manifest["onnx"] == second.manifest["onnx"] == before["onnx"]
+
+
+def test_register_prepares_and_stores_in_one_call(trained_default, db):
+    import copy
+
+    from mlcore.engine.drift import PROBABILITY_KEY
+    from mlcore.services import model_version_register
+
+    mv = model_version_register(
+        pipeline=trained_default.pipeline,
+        manifest=copy.deepcopy(trained_default.manifest),
+        x_check=trained_default.x_test[:200],
+    )
+    assert mv.manifest["onnx"]["rows_checked"] == 200
+    assert mv.manifest["onnx"]["usable"] == bool(mv.onnx_artifact)
+    assert mv.manifest["reference"][PROBABILITY_KEY]
+    assert mv.manifest["artifact_sha256"] == mv.sha256
 
 
 def test_onnx_fast_path_is_kept_only_after_the_parity_check(register_model):

@@ -16,12 +16,12 @@ from django.utils.html import escape
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.engine import synthetic
 from modelops import selectors
 from modelops.models import Alert, AlertKind, AlertStatus, MonitoringReport
 from modelops.tasks import monitoring_check_task
 from predictions.models import Prediction
-from predictions.tests.factories import UserFactory, make_auditor
 
 PREDICT = "/api/v1/predictions/"
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")

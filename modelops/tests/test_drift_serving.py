@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.engine import drift
 from mlcore.selectors import model_version_load
 from mlcore.services import model_version_promote, model_version_train
@@ -19,7 +20,6 @@ from modelops import checks, selectors, services
 from modelops.models import AlertKind
 from predictions.models import Source
 from predictions.services import prediction_create_many
-from predictions.tests.factories import UserFactory, make_auditor
 
 FEATURES = ["rain_mm", "month", "surge_m"]
 SURGE_ZERO_SHARE = 0.92

@@ -7,15 +7,16 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.tests.factories import UserFactory
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion
 from modelops import selectors, services
 from modelops.models import Alert, AlertKind, AlertSeverity, AlertStatus, MonitoringReport
 from modelops.tasks import monitoring_check_task
-from predictions.models import BatchJob, Outcome, Prediction, Source
+from predictions.models import Outcome, Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
-from predictions.tests.factories import UserFactory
+from predictions.tests.factories import BatchJobFactory
 
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
 LIMITS = {spec.name: (spec.minimum, spec.maximum) for spec in synthetic.FEATURES}
@@ -348,11 +349,8 @@ def test_slow_web_and_api_predictions_raise_a_latency_alert(production_model, an
 def test_failed_batch_rows_above_the_limit_raise_an_error_rate_alert(
     production_model, analyst, settings
 ):
-    BatchJob.objects.create(
+    BatchJobFactory(
         owner=analyst,
-        source=Source.BATCH,
-        input_file="batches/x/input.csv",
-        original_name="input.csv",
         model_version=production_model,
         total_rows=100,
         processed_rows=100,

@@ -87,6 +87,7 @@ def test_too_few_outcomes_for_the_asked_minimum_is_a_400(production_model, user)
     assert caught.value.fields == {"min_outcomes": "40 available"}
 
 
+@pytest.mark.slow  # trains a candidate
 def test_retraining_registers_a_candidate_with_fingerprint_ids_and_comparison(
     production_model, user, admin_user
 ):
@@ -119,6 +120,7 @@ def test_retraining_registers_a_candidate_with_fingerprint_ids_and_comparison(
     assert again.manifest["data_fingerprint"]["sha256"] == fingerprint["sha256"]
 
 
+@pytest.mark.slow  # trains a candidate
 def test_many_prediction_ids_go_to_a_pinned_file_next_to_the_artifact(production_model, user):
     ids = record(user, 230)
     mv = model_version_retrain(name=NAME, seed=2)
@@ -131,6 +133,7 @@ def test_many_prediction_ids_go_to_a_pinned_file_next_to_the_artifact(production
     assert content.decode().split() == sorted(ids)
 
 
+@pytest.mark.slow  # trains a candidate
 def test_with_the_original_data_the_generator_rows_are_added(production_model, user):
     record(user, 60)
     mv = model_version_retrain(name=NAME, include_original=True)
@@ -159,6 +162,7 @@ def test_the_original_data_of_a_csv_model_cannot_be_rebuilt(trained_default, db,
     assert caught.value.fields == {"include_original": "original training data unavailable"}
 
 
+@pytest.mark.slow  # trains a candidate
 def test_the_gate_leaves_out_the_outcomes_a_candidate_was_trained_on(
     production_model, user, settings
 ):
@@ -171,6 +175,7 @@ def test_the_gate_leaves_out_the_outcomes_a_candidate_was_trained_on(
     assert [item["name"] for item in gate["sets"]] == ["synthetic held-out"]
 
 
+@pytest.mark.slow  # trains a candidate
 def test_the_command_prints_progress_and_the_result(production_model, user):
     record(user, 80)
     out = StringIO()
@@ -187,6 +192,7 @@ def test_the_command_explains_a_refusal(production_model):
         call_command("retrain", stdout=StringIO())
 
 
+@pytest.mark.slow  # trains a candidate
 def test_admin_queues_a_job_that_reports_progress_and_links_the_candidate(
     client, admin_user, production_model, user, empty_broker
 ):

@@ -19,6 +19,9 @@ from mlcore.services import model_version_promote
 from modelops.retraining import model_version_retrain
 from predictions.services import outcome_create, prediction_create
 
+# Every test trains a model from a CSV through train_model, and most retrain it.
+pytestmark = pytest.mark.slow
+
 NAME = django_settings.FLOODSITE_MODEL_NAME
 # Field-record names the synthetic generator does not produce, so the generator comparison
 # cannot judge these models and everything rests on the kept data and the outcomes.
@@ -47,7 +50,7 @@ def field_csv(path: Path, *, seed: int = 5, rename: dict[str, str] | None = None
 def train_from(path: Path, *, promote: bool) -> ModelVersion:
     args = ["train_model", "--data", str(path), "--blank-target", "drop", "--seed", "3"]
     call_command(*args, *(["--promote"] if promote else []), stdout=StringIO())
-    return ModelVersion.objects.order_by("-version").first()
+    return ModelVersion.objects.order_by("-version")[0]
 
 
 def record(user, n: int, *, seed: int = 41, rename: dict[str, str] | None = None) -> None:

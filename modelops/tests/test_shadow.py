@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.services import model_version_shadow_start
 from modelops.shadow import shadow_comparison_get
-from predictions.models import Outcome, Prediction
-from predictions.tests.factories import UserFactory, make_auditor
+from predictions.tests.factories import OutcomeFactory, PredictionFactory
 
 
 @pytest.fixture
@@ -23,15 +23,11 @@ def compared(production_model, register_model, admin_user):
     now = timezone.now()
 
     def row(p, band, sp, sband, *, flooded=None, error="", shadow_mv=shadow, at=now):
-        prediction = Prediction.objects.create(
+        prediction = PredictionFactory(
             user=user,
-            source="api",
             model_version=production_model,
-            inputs={},
             probability=p,
-            label="flood" if p >= 0.5 else "no_flood",
             risk_band=band,
-            latency_ms=1.0,
             created_at=at,
             shadow_model_version=shadow_mv,
             shadow_probability=sp,
@@ -39,9 +35,7 @@ def compared(production_model, register_model, admin_user):
             shadow_error=error,
         )
         if flooded is not None:
-            Outcome.objects.create(
-                prediction=prediction, flooded=flooded, observed_at=now, reported_by=user
-            )
+            OutcomeFactory(prediction=prediction, flooded=flooded, observed_at=now)
 
     row(0.10, "low", 0.15, "low", flooded=False)  # both right
     row(0.30, "moderate", 0.60, "high", flooded=True)  # only the shadow right

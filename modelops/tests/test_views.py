@@ -12,13 +12,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.roles import Role
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.engine import synthetic
 from mlcore.models import ModelVersion
 from modelops import selectors, services
 from modelops.models import Alert, AlertKind, AlertStatus
-from predictions.models import BatchJob, Source
+from predictions.models import Source
 from predictions.services import outcome_create, prediction_create_many
-from predictions.tests.factories import UserFactory, make_auditor
+from predictions.tests.factories import BatchJobFactory
 
 SVG = "{http://www.w3.org/2000/svg}"
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
@@ -186,11 +187,8 @@ def test_every_chart_is_valid_svg_with_its_title_labels_and_values(
         outcome_create(
             prediction=prediction, user=analyst, flooded=prediction.probability >= median
         )
-    BatchJob.objects.create(
+    BatchJobFactory(
         owner=analyst,
-        source=Source.BATCH,
-        input_file="batches/x/input.csv",
-        original_name="input.csv",
         model_version=production_model,
         total_rows=50,
         processed_rows=50,

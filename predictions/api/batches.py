@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from accounts.http import AuthenticatedRequest
 from accounts.permissions import check_owner_or_permission
 from accounts.roles import CANCEL_ANY_BATCH, PREDICT, VIEW_PREDICTIONS
 from floodsite.rest import StrictSerializer
@@ -102,7 +103,7 @@ class BatchCollectionApi(APIView):
         ],
         responses={202: BatchOut},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.BatchCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = batch_create(
@@ -115,7 +116,7 @@ class BatchCollectionApi(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
     @extend_schema(operation_id="batches_list", responses={200: BatchOut(many=True)})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         jobs = batch_list(user=request.user)[:100]
         return Response([batch_to_dict(job, request) for job in jobs])
 
@@ -125,7 +126,7 @@ class BatchDetailApi(APIView):
     required_permissions = {"GET": (VIEW_PREDICTIONS,)}
 
     @extend_schema(operation_id="batches_retrieve", responses={200: BatchOut})
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> Response:
         return Response(batch_to_dict(batch_get(user=request.user, job_id=job_id), request))
 
 
@@ -134,14 +135,14 @@ class BatchCancelApi(APIView):
     required_permissions = {"POST": (VIEW_PREDICTIONS, PREDICT)}
 
     @extend_schema(operation_id="batches_cancel", request=None, responses={200: BatchOut})
-    def post(self, request: Request, job_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, job_id: str) -> Response:
         job = batch_get(user=request.user, job_id=job_id)
         check_owner_or_permission(request.user, owner_id=job.owner_id, permission=CANCEL_ANY_BATCH)
         job = batch_cancel(job=job)
         return Response(batch_to_dict(job, request))
 
 
-def _download(job: BatchJob, kind: str) -> HttpResponse:
+def _download(job: BatchJob, kind: str) -> FileResponse:
     return FileResponse(
         batch_file_get(job=job, kind=kind).open("rb"),
         as_attachment=True,
@@ -159,7 +160,7 @@ class BatchResultsApi(APIView):
         responses={(200, "text/csv"): bytes},
         description="Input columns plus probability, label and risk band, one line per row.",
     )
-    def get(self, request: Request, job_id: str) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> FileResponse:
         return _download(batch_get(user=request.user, job_id=job_id), "results")
 
 
@@ -172,5 +173,5 @@ class BatchErrorsApi(APIView):
         responses={(200, "text/csv"): bytes},
         description="One line per refused cell: row number, column and reason.",
     )
-    def get(self, request: Request, job_id: str) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> FileResponse:
         return _download(batch_get(user=request.user, job_id=job_id), "errors")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -16,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthenticatedRequest
+from accounts.models import User
 from accounts.roles import PREDICT, RECORD_OUTCOME, VIEW_PREDICTIONS
 from floodsite.exceptions import ApplicationError
 from floodsite.rest import Pagination, StrictSerializer, TextField, client_ip
@@ -104,11 +106,12 @@ class OutcomeOut(serializers.Serializer):
 class PredictionOut(serializers.Serializer):
     id = serializers.UUIDField()
     created_at = serializers.DateTimeField()
-    source = serializers.ChoiceField(choices=Source.choices)
+    # DRF allows fields named like Field attributes (source, label); its stubs type those.
+    source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]
     user = serializers.CharField()
     model = ModelRefOut()
     probability = serializers.FloatField(min_value=0, max_value=1)
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     risk_band = serializers.CharField()
     factors = FactorOut(
         many=True,
@@ -219,6 +222,16 @@ def wants_explanation(request: Request) -> bool:
     )
 
 
+class _AuditContext(TypedDict):
+    """What every prediction of one API request is logged with."""
+
+    user: User
+    source: str
+    request_id: str
+    client_ip: str | None
+    explain: bool
+
+
 class PredictionCollectionApi(APIView):
     """POST a prediction (one or up to 1,000 at once); GET your history."""
 
@@ -273,11 +286,11 @@ class PredictionCollectionApi(APIView):
             ),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.PredictionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        common = {
+        common: _AuditContext = {
             "user": request.user,
             "source": Source.API,
             "request_id": getattr(request, "request_id", ""),
@@ -325,12 +338,13 @@ class PredictionCollectionApi(APIView):
         responses={200: PredictionOut(many=True)},
         filters=True,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         filters = {key: request.query_params.get(key) for key in PredictionFilter.base_filters}
         filters = {key: value for key, value in filters.items() if value is not None}
         queryset = prediction_list(user=request.user, filters=filters)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
+        # None only without a page size, and settings give REST_FRAMEWORK one.
+        page = paginator.paginate_queryset(queryset, request, view=self) or []
         return paginator.get_paginated_response([prediction_to_dict(p) for p in page])
 
     # drf-spectacular reads the filter parameters from here.
@@ -349,7 +363,7 @@ class PredictionDetailApi(APIView):
         parameters=[EXPLAIN_PARAMETER],
         responses={200: PredictionOut},
     )
-    def get(self, request: Request, prediction_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, prediction_id: str) -> Response:
         prediction = prediction_get(user=request.user, prediction_id=prediction_id)
         explanation = (
             prediction_explanation(prediction=prediction) if wants_explanation(request) else None
@@ -378,7 +392,7 @@ class OutcomeCreateApi(APIView):
             409: OpenApiResponse(description="An outcome is already recorded."),
         },
     )
-    def post(self, request: Request, prediction_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, prediction_id: str) -> Response:
         prediction = prediction_get(user=request.user, prediction_id=prediction_id)
         serializer = self.OutcomeInput(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,37 +1,57 @@
-"""factory-boy factories for users and API tokens used by the predictions tests."""
+"""factory-boy factories for the audit log (predictions and outcomes) and batch jobs.
+
+Rows written this way skip scoring: for tests of what reads the log (monitoring, shadow
+comparison, pages). Tests of how predictions are made go through the services.
+"""
 
 from __future__ import annotations
 
 import factory
+from django.utils import timezone
 
-from accounts.models import User
-from accounts.roles import Role
-from accounts.services import api_token_create, user_set_role
+from accounts.tests.factories import UserFactory
+from mlcore.tests.factories import ModelVersionFactory
+from predictions.models import BatchJob, Outcome, Prediction, Source
 
 
-class UserFactory(factory.django.DjangoModelFactory):
-    """A user in the analyst role; ``role=`` another Role, or ``role=False`` for none."""
+class PredictionFactory(factory.django.DjangoModelFactory[Prediction]):
+    """An API prediction of the model version's default inputs."""
 
     class Meta:
-        model = User
-        django_get_or_create = ("username",)
-        skip_postgeneration_save = True
+        model = Prediction
 
-    username = factory.Sequence(lambda n: f"analyst{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
-    password = factory.django.Password("flood-risk-1")
-
-    @factory.post_generation
-    def role(self, create: bool, extracted: Role | bool | None, **kwargs) -> None:
-        if create and extracted is not False:
-            user_set_role(user=self, role=extracted or Role.ANALYST)
-
-
-def make_auditor(user: User) -> User:
-    user_set_role(user=user, role=Role.AUDITOR)
-    return User.objects.get(pk=user.pk)  # fresh instance: permission cache is per object
+    user = factory.SubFactory(UserFactory)
+    source = Source.API
+    model_version = factory.SubFactory(ModelVersionFactory)
+    inputs = factory.LazyAttribute(
+        lambda p: {f["name"]: f["default"] for f in p.model_version.manifest["features"]}
+    )
+    probability = 0.2
+    label = factory.LazyAttribute(lambda p: "flood" if p.probability >= 0.5 else "no_flood")
+    risk_band = "low"
+    latency_ms = 1.0
 
 
-def token_for(user: User, *, days: int = 30) -> str:
-    _, secret = api_token_create(user=user, name="tests", expires_in_days=days)
-    return secret
+class OutcomeFactory(factory.django.DjangoModelFactory[Outcome]):
+    """What happened at a prediction's site, reported by the prediction's user just now."""
+
+    class Meta:
+        model = Outcome
+
+    prediction = factory.SubFactory(PredictionFactory)
+    flooded = False
+    observed_at = factory.LazyFunction(timezone.now)
+    reported_by = factory.SelfAttribute("prediction.user")
+
+
+class BatchJobFactory(factory.django.DjangoModelFactory[BatchJob]):
+    """A batch job's row (no file behind it): set the counts and status a test reads."""
+
+    class Meta:
+        model = BatchJob
+
+    owner = factory.SubFactory(UserFactory)
+    source = Source.BATCH
+    input_file = "batches/x/input.csv"
+    original_name = "input.csv"
+    model_version = factory.SubFactory(ModelVersionFactory)

@@ -76,7 +76,7 @@ def test_many_instances_in_one_call(api, typical_inputs):
 
 
 def test_list_and_detail_show_only_my_predictions(api, typical_inputs, production_model):
-    from predictions.tests.factories import UserFactory, token_for
+    from accounts.tests.factories import UserFactory, token_for
 
     mine = api.post(URL, {"inputs": typical_inputs}, format="json").json()
     other = UserFactory(username="bob")
@@ -97,7 +97,7 @@ def test_list_and_detail_show_only_my_predictions(api, typical_inputs, productio
 def test_auditors_see_everyone_and_filter_by_user(api, typical_inputs, analyst):
     from rest_framework.test import APIClient
 
-    from predictions.tests.factories import UserFactory, make_auditor, token_for
+    from accounts.tests.factories import UserFactory, make_auditor, token_for
 
     api.post(URL, {"inputs": typical_inputs}, format="json")
     auditor = make_auditor(UserFactory(username="audrey"))
@@ -329,7 +329,7 @@ def test_a_connection_the_database_dropped_is_a_503_then_the_next_call_works(
     from django.db import close_old_connections
     from rest_framework.test import APIClient
 
-    from predictions.tests.factories import token_for
+    from accounts.tests.factories import token_for
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(analyst)}")

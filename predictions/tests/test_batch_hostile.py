@@ -33,8 +33,9 @@ def error_report(job: BatchJob) -> list[list[str]]:
         return list(csv.reader(handle))[1:]
 
 
-def scored_rows(job: BatchJob) -> list[int]:
-    return sorted(Prediction.objects.filter(batch=job).values_list("batch_row", flat=True))
+def scored_rows(job: BatchJob) -> list[int | None]:
+    rows = Prediction.objects.filter(batch=job).order_by("batch_row")
+    return list(rows.values_list("batch_row", flat=True))
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import UploadedFile
 
+from accounts.tests.factories import UserFactory
 from mlcore.engine import synthetic
 from predictions import batches
 from predictions.models import BatchChunk, BatchJob, BatchStatus, Prediction
-from predictions.tests.factories import UserFactory
 from predictions.tests.test_tasks import (  # noqa: F401 (clean_broker is a fixture)
     clean_broker,
     start_worker,
@@ -71,7 +71,9 @@ def pool_processes(worker_pid: int) -> list[int]:
 
 def peak_rss_kb(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    assert found is not None, status
+    return int(found.group(1))
 
 
 def error_lines(job: BatchJob) -> list[list[str]]:

@@ -74,10 +74,11 @@ def production_calibrated(body: dict) -> bool:
 
 
 def _page_numbers(page: str) -> tuple[float, float, list[float]]:
-    answer = float(re.search(r'class="big">([\d.]+)%', page).group(1))
-    baseline = float(re.search(r'data-baseline-percent="([-\d.]+)"', page).group(1))
+    answer = re.search(r'class="big">([\d.]+)%', page)
+    baseline = re.search(r'data-baseline-percent="([-\d.]+)"', page)
+    assert answer is not None and baseline is not None, page
     points = [float(v) for v in re.findall(r'data-points="([-\d.]+)"', page)]
-    return answer, baseline, points
+    return float(answer.group(1)), float(baseline.group(1)), points
 
 
 def test_result_page_factors_and_baseline_add_up_to_the_answer(client, analyst, production_model):

@@ -15,7 +15,8 @@ import yaml
 from django.conf import settings as django_settings
 
 from mlcore.engine import feature_schema, synthetic, training
-from mlcore.services import model_version_register
+from mlcore.services import PreparedModel
+from mlcore.tests.factories import ModelVersionFactory, prepared_from
 
 EDGE_CLIENT = Path(django_settings.BASE_DIR) / "docs" / "edge_client.py"
 SCHEMA = """\
@@ -40,15 +41,14 @@ def trained_coded() -> training.TrainedModel:
     )
 
 
+@pytest.fixture(scope="module")
+def prepared_coded(trained_coded) -> PreparedModel:
+    return prepared_from(trained_coded, check_rows=len(trained_coded.x_test))
+
+
 @pytest.fixture
-def coded_model(db, trained_coded):
-    return model_version_register(
-        pipeline=trained_coded.pipeline,
-        manifest=trained_coded.manifest,
-        x_check=trained_coded.x_test,
-        promote=True,
-        reason="test fixture",
-    )
+def coded_model(db, prepared_coded):
+    return ModelVersionFactory(prepared=prepared_coded, promote=True)
 
 
 def inputs(**changes: float) -> dict[str, float]:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from mlcore.engine import feature_schema, synthetic
 from mlcore.engine.schema import DEFAULT_RISK_BANDS, FeatureSpec, Manifest
-from predictions.forms import PredictionForm
+from predictions.forms import FeatureUnit, PredictionForm
 
 SOIL = FeatureSpec(
     "soil_type",
@@ -44,7 +44,9 @@ def test_a_feature_without_a_unit_says_no_unit_given() -> None:
     form = PredictionForm(manifest=csv_manifest())
 
     assert form["level"].help_text.endswith("Typical range 0.5 to 3 (no unit given).")
-    assert form.fields["level"].unit == "no unit given"
+    field = form.fields["level"]
+    assert isinstance(field, FeatureUnit)
+    assert field.unit == "no unit given"
 
 
 def test_a_month_is_a_whole_number_from_1_to_12() -> None:

@@ -3,8 +3,8 @@ field and the limit; values only outside the typical range are still scored with
 
 from __future__ import annotations
 
-import copy
 import csv
+import dataclasses
 import io
 import subprocess
 import sys
@@ -15,13 +15,13 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
+from accounts.tests.factories import UserFactory, make_auditor
 from mlcore.engine.schema import Manifest
-from mlcore.services import model_version_register
+from mlcore.tests.factories import ModelVersionFactory, default_prepared
 from modelops.services import monitoring_report_create
 from predictions import batches
 from predictions.models import BatchRowError, BatchStatus, Prediction, Source
 from predictions.services import prediction_create_many
-from predictions.tests.factories import UserFactory, make_auditor
 from predictions.tests.test_batches import run_job, upload
 from predictions.tests.test_views import form_data
 
@@ -201,18 +201,16 @@ def test_the_edge_client_flags_rows_outside_the_hard_limits(api, production_mode
 
 
 @pytest.fixture
-def version_without_limits(trained_default, db):
+def version_without_limits(db):
     """A version registered before manifests carried hard limits."""
-    data = copy.deepcopy(trained_default.manifest).to_dict()
+    prepared = default_prepared()
+    data = prepared.manifest.to_dict()
     for feature in data["features"]:
         feature.pop("hard_minimum", None)
         feature.pop("hard_maximum", None)
-    return model_version_register(
-        pipeline=trained_default.pipeline,
-        manifest=Manifest.from_dict(data),
-        x_check=trained_default.x_test[:500],
-        promote=True,
-        reason="registered before hard limits",
+    without = dataclasses.replace(prepared, manifest=Manifest.from_dict(data))
+    return ModelVersionFactory(
+        prepared=without, promote=True, reason="registered before hard limits"
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import token_for
 from predictions.models import Outcome, Prediction
-from predictions.tests.factories import token_for
 
 # The JSON text itself is valid (escapes are ASCII), but "\ud800" decodes to half of a
 # surrogate pair: no UTF-8 text, database column or response can hold it.

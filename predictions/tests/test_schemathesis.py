@@ -21,10 +21,10 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 from schemathesis.config import SchemathesisConfig
 
 from accounts.models import ApiToken
+from accounts.tests.factories import UserFactory, token_for
 from floodsite.wsgi import application
 from predictions.models import Source
 from predictions.services import prediction_create
-from predictions.tests.factories import UserFactory, token_for
 
 EXAMPLES_PER_OPERATION = 25
 CONFIG = SchemathesisConfig.from_dict(

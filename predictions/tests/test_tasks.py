@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import UserFactory, token_for
 from mlcore.engine import synthetic
 from predictions.models import BatchJob, BatchStatus, Prediction
-from predictions.tests.factories import UserFactory, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK_ROWS = 1_500

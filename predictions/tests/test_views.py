@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from accounts.tests.factories import UserFactory, make_auditor
 from predictions.models import Outcome, Prediction
-from predictions.tests.factories import UserFactory, make_auditor
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 
 from modelops import checks, selectors
 from modelops.outcomes import labelled_set_get
-from predictions.models import Outcome, Prediction, Source
+from predictions.models import Prediction, Source
+from predictions.tests.factories import OutcomeFactory
 
 _ROW_LINK = re.compile(r'href="/predictions/[0-9a-f-]{36}/"')
 
@@ -98,9 +99,7 @@ def test_three_what_ifs_count_nowhere_but_stay_in_the_audit_trail(
     refused = api.post(f"/api/v1/predictions/{what_if.pk}/outcome/", {"flooded": True})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_a_prediction"
     # Even an outcome put there by hand (the admin, a shell) reaches no reader.
-    Outcome.objects.create(
-        prediction=explored[1], flooded=True, observed_at=timezone.now(), reported_by=analyst
-    )
+    OutcomeFactory(prediction=explored[1], flooded=True)
 
     assert _everything_that_counts(analyst_client, api, production_model) == before
 

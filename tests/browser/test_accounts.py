@@ -12,6 +12,9 @@ from accounts.roles import Role
 from accounts.services import user_set_role
 from tests.browser.conftest import PASSWORD
 
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def csp_violations(page):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import zipfile
 
+import pytest
 from playwright.sync_api import expect
 
 from mlcore.models import ModelVersion, Stage
+
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
 
 
 def test_an_analyst_reads_the_models_and_downloads_the_onnx(

@@ -15,8 +15,12 @@ from accounts.services import user_set_role
 from mlcore.engine import synthetic
 from modelops import services
 from modelops.models import Alert, AlertKind, AlertStatus
-from predictions.models import BatchJob, Prediction, Source
+from predictions.models import Prediction, Source
 from predictions.services import outcome_create, prediction_create_many
+from predictions.tests.factories import BatchJobFactory
+
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
 
 RAINFALL = ("rainfall_24h_mm", "rainfall_72h_mm")
 LIMITS = {spec.name: spec.maximum for spec in synthetic.FEATURES}
@@ -64,10 +68,8 @@ def seed_a_day_of_history(user, model_version) -> None:
             )
     Prediction.objects.bulk_create(history)
     for hours_ago in (20, 9, 3):
-        BatchJob.objects.create(
+        BatchJobFactory(
             owner=user,
-            source=Source.BATCH,
-            input_file="batches/x/input.csv",
             original_name="rivers.csv",
             model_version=model_version,
             total_rows=200,
@@ -103,7 +105,6 @@ def csp_violations(page):
     return seen
 
 
-@pytest.mark.slow
 def test_an_auditor_reads_the_charts_and_acknowledges_the_drift_alert(
     production_model, auditor, signed_in, csp_violations, shot
 ):

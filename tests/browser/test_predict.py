@@ -7,9 +7,13 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from predictions.models import Outcome, Prediction
+
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
 
 
 def test_predict_read_what_if_history_export_and_outcome(production_model, signed_in, shot):

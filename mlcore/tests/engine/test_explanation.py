@@ -145,6 +145,7 @@ def test_served_probability_and_contributions_agree_within_the_stated_tolerance(
     )
     for row in fitted.rows[:20]:
         served = predictor.predict_one(row)
+        assert served.baseline is not None
         total = served.baseline + sum(factor.contribution for factor in served.factors)
         assert abs(explanation.sigmoid(total) - served.probability) < explanation.SERVED_TOLERANCE
         # The probability view walks from the baseline's probability to the same answer.
