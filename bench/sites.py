@@ -69,7 +69,7 @@ def _fill(model_version_id: int, user_id: int) -> float:
     }
     columns, values = [], []
     for field in Prediction._meta.concrete_fields:
-        columns.append(connection.ops.quote_name(field.column))
+        columns.append(connection.ops.quote_name(str(field.column)))
         if field.attname in expressions:
             values.append(expressions[field.attname])
         elif field.null:

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import User
 from floodsite.exceptions import ApplicationError
 from predictions.models import Outcome, Prediction, Site
 from predictions.sites import EDITABLE, site_values_check
@@ -56,7 +57,8 @@ class SiteAdminForm(forms.ModelForm):
         fields = ["code", "name", "latitude", "longitude", "notes", "features"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         values = {name: data[name] for name in EDITABLE if name in data}
         try:
             cleaned = site_values_check(values, code=None)
@@ -82,6 +84,6 @@ class SiteAdmin(admin.ModelAdmin):
         return (*self.readonly_fields, "code") if obj else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Site, form: Any, change: bool) -> None:
-        if not change:
+        if not change and isinstance(request.user, User):  # the admin is signed-in staff
             obj.created_by = request.user
         super().save_model(request, obj, form, change)

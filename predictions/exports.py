@@ -80,7 +80,7 @@ def prediction_csv_lines(
             " ".join(p.out_of_range),
             "" if outcome is None else ("yes" if outcome.flooded else "no"),
             "" if outcome is None else outcome.observed_at.isoformat(),
-            p.site.code if p.site_id is not None else "",
+            p.site.code if p.site_id is not None and p.site else "",
             "" if p.context is None else json.dumps(p.context, ensure_ascii=False),
             *[p.inputs.get(name, "") for name in features],
         ]

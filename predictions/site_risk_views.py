@@ -12,10 +12,11 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from accounts.http import AuthenticatedHttpRequest
 from accounts.permissions import permissions_required
 from accounts.roles import CHANGE_SITE, PREDICT, VIEW_SITES
 from floodsite.exceptions import ApplicationError
@@ -95,7 +96,7 @@ def _chart(points: list[TimelinePoint]) -> dict[str, Any] | None:
 
 @login_required
 @permissions_required(VIEW_SITES)
-def site_detail(request: HttpRequest, code: str) -> HttpResponse:
+def site_detail(request: AuthenticatedHttpRequest, code: str) -> HttpResponse:
     """One place over time: its risk timeline, outcomes, model changes and latest inputs."""
     site = site_get(code=code)
     points = site_timeline(site=site)
@@ -125,7 +126,7 @@ def site_detail(request: HttpRequest, code: str) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_SITES)
-def site_map(request: HttpRequest) -> HttpResponse:
+def site_map(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Sites with coordinates on a map, coloured by the band of their latest prediction."""
     context = {
         "tile_url": settings.MAP_TILE_URL,
@@ -137,7 +138,7 @@ def site_map(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_SITES)
-def site_map_data(request: HttpRequest) -> JsonResponse:
+def site_map_data(request: AuthenticatedHttpRequest) -> JsonResponse:
     """The map's markers: every site with coordinates, its latest band and probability."""
     colours = {name: colour for name, _, colour in _production_bands()}
     # One reverse() for all: site codes are URL-safe by their rule, and 10,000 reverse() calls

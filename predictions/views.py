@@ -445,7 +445,7 @@ def batch_upload(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @permissions_required(VIEW_PREDICTIONS)
-def batch_template(request: HttpRequest) -> HttpResponse:
+def batch_template(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A CSV for the production model: its input columns and one row of typical values."""
     try:
         manifest = _active().manifest

@@ -131,7 +131,9 @@ class PredictionOut(serializers.Serializer):
     site = serializers.CharField(
         allow_null=True, help_text="Code of the site the prediction is for, or null."
     )
-    context = serializers.DictField(
+    # DRF's metaclass takes declared fields off the class, so this does not replace the
+    # serializer's own ``context``; mypy sees only the class attribute.
+    context = serializers.DictField(  # type: ignore[assignment]
         allow_null=True, help_text="The context sent with the prediction, as it came, or null."
     )
     latency_ms = serializers.FloatField()
@@ -198,7 +200,9 @@ def prediction_to_dict(
         "out_of_range": prediction.out_of_range,
         "inputs": prediction.inputs,
         # Read only when there is one: the hot path's rows have none and cost no query.
-        "site": prediction.site.code if prediction.site_id is not None else None,
+        "site": prediction.site.code
+        if prediction.site_id is not None and prediction.site
+        else None,
         "context": prediction.context,
         "latency_ms": round(prediction.latency_ms, 3),
         "outcome": outcome_to_dict(recorded) if recorded is not None else None,
@@ -230,6 +234,8 @@ class _AuditContext(TypedDict):
     request_id: str
     client_ip: str | None
     explain: bool
+    site_code: str | None
+    context: dict[str, Any] | None
 
 
 class PredictionCollectionApi(APIView):
@@ -249,7 +255,9 @@ class PredictionCollectionApi(APIView):
             "(a value given wins) and the prediction is kept as the site's. An unknown code "
             "is a 400 naming it.",
         )
-        context = serializers.DictField(
+        # Not the serializer's own ``context``: DRF's metaclass takes declared fields off the
+        # class; mypy sees only the class attribute.
+        context = serializers.DictField(  # type: ignore[assignment]
             required=False,
             help_text="Values to keep with the prediction and return beside it (an id of "
             "yours, a station, a year): text, numbers, true, false or null, never scored. "

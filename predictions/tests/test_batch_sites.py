@@ -11,12 +11,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from accounts.tests.factories import UserFactory, make_auditor
 from floodsite.exceptions import ApplicationError
 from mlcore.engine import synthetic
 from predictions import batches
 from predictions.models import BatchStatus, Prediction, Site
 from predictions.sites import site_create
-from predictions.tests.factories import UserFactory, make_auditor
 from predictions.tests.test_batches import run_job
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.roles import Role
+from accounts.tests.factories import UserFactory
 from predictions.models import Outcome, Prediction, Site, Source
 from predictions.site_risk import site_risks, site_timeline, sites_top_risk
-from predictions.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import UserFactory, make_auditor, token_for
 from predictions.models import Prediction, Site
-from predictions.tests.factories import UserFactory, make_auditor, token_for
 
 pytestmark = pytest.mark.django_db
 
