@@ -218,10 +218,14 @@ class Prediction(models.Model):
                 name="prediction_shadow_created",
                 condition=models.Q(shadow_model_version__isnull=False),
             ),
+            # A site's newest answer (the map, the top-risk table) is read from this index
+            # alone on PostgreSQL: the columns it shows ride along (INCLUDE); other databases
+            # build the plain index.
             models.Index(
                 fields=["site", "-created_at"],
                 name="prediction_site_created",
                 condition=models.Q(site__isnull=False),
+                include=["source", "probability", "risk_band"],
             ),
         ]
         constraints = [

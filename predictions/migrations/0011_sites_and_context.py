@@ -123,6 +123,7 @@ class Migration(migrations.Migration):
             index=models.Index(
                 condition=models.Q(("site__isnull", False)),
                 fields=["site", "-created_at"],
+                include=["source", "probability", "risk_band"],
                 name="prediction_site_created",
             ),
         ),
