@@ -3,15 +3,23 @@ one marker per located site in its band's colour, and a marker's popup leading t
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from mlcore.engine import synthetic
 from mlcore.engine.schema import Manifest
 from predictions.models import Prediction, Site, Source
 from predictions.site_risk_views import NO_BAND_COLOUR
+
+# Each starts Chromium against a live server: seconds per test.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -72,3 +80,96 @@ def test_the_map_shows_each_located_site_in_its_band_colour(
     expect(signed_in.get_by_role("heading", level=1)).to_contain_text("site")
     assert "/sites/" in signed_in.url
     assert page_errors == []
+
+
+PLACE = {
+    "distance_to_river_m": "120",
+    "upstream_catchment_km2": "900",
+    "elevation_m": "4",
+    "slope_deg": "0.5",
+    "drainage_density_km_per_km2": "1.5",
+    "groundwater_depth_m": "1",
+    "impervious_surface_pct": "60",
+    "vegetation_cover_pct": "10",
+    "historical_flood_count": "7",
+}
+
+
+def test_register_a_site_predict_for_it_and_follow_it_over_time(
+    production_model, signed_in, page_errors, shot
+):
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sites").click()
+    page.get_by_role("link", name="Register a site").click()
+    page.get_by_label("Code").fill("WEIR-1")
+    page.get_by_label("Name").fill("Lower Weir gauge")
+    page.get_by_label("Latitude").fill("51.5")
+    page.get_by_label("Longitude").fill("-0.12")
+    for name, value in PLACE.items():
+        page.locator(f"#id_place_{name}").fill(value)
+    page.get_by_role("button", name="Register the site").click()
+    expect(page.get_by_role("cell", name="WEIR-1", exact=True)).to_be_visible()
+    site = Site.objects.get(code="WEIR-1")
+    assert site.features["elevation_m"] == 4
+
+    # The prediction form: type part of the name, pick the site, its place values fill in.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Predict").click()
+    picker = page.locator("input[list=site-options]")
+    picker.fill("WEIR-1")
+    expect(page.locator('#site-options option[value="WEIR-1"]')).to_be_attached()
+    picker.press("Tab")  # leaving the field commits the choice (the change event)
+    expect(page.locator('[name="elevation_m"]')).to_have_value("4")
+    expect(page.locator('[name="distance_to_river_m"]')).to_have_value("120")
+    page.get_by_label("Rainfall 24h").fill("180")
+    page.get_by_role("button", name="Predict flood risk").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Flood probability \d+"))).to_be_visible()
+    prediction = Prediction.objects.get()
+    assert prediction.site_id == site.pk
+    assert prediction.inputs["elevation_m"] == 4 and prediction.inputs["rainfall_24h_mm"] == 180
+    shot("prediction-for-a-site")
+
+    # From the result to the site's page: the timeline has the one point, the inputs are there.
+    page.get_by_role("link", name=re.compile("WEIR-1")).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("WEIR-1")
+    expect(page.locator("svg.timeline circle.point")).to_have_count(1)
+    expect(page.get_by_role("heading", name="Latest inputs")).to_be_visible()
+    shot("site-page")
+    assert page_errors == []
+
+
+def test_a_batch_file_with_its_own_columns_gets_them_back_beside_each_answer(
+    production_model, browser_user, signed_in, tmp_path
+):
+    from predictions.models import BatchJob
+    from predictions.tests.test_batches import run_job
+
+    Site.objects.create(
+        code="MILL", name="Mill Lane", features={k: float(v) for k, v in PLACE.items()}
+    )
+    moment = (
+        synthetic.generate(3, seed=5).drop(columns=["flooded", *PLACE]).round(2).to_dict("records")
+    )
+    file = tmp_path / "readings.csv"
+    with file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["station_id", "site", *moment[0], "year"])
+        for number, row in enumerate(moment, start=1):
+            writer.writerow([f"ST-{number}", "MILL", *row.values(), 2026])
+
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Batches").click()
+    page.get_by_label("CSV file").set_input_files(str(file))
+    page.get_by_role("button", name="Upload and score").click()
+    page.wait_for_url("**/batches/*/")
+    run_job(BatchJob.objects.get())  # what the worker does, in this process
+    page.reload()
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download results").click()
+    results = list(csv.reader(io.StringIO(Path(download_info.value.path()).read_text())))
+    header = results[0]
+    # The file's own columns come back in its order, beside the answer.
+    assert header.index("station_id") < header.index("site") < header.index("year")
+    assert "probability" in header and "risk_band" in header
+    assert [row[header.index("station_id")] for row in results[1:]] == ["ST-1", "ST-2", "ST-3"]
+    assert {row[header.index("year")] for row in results[1:]} == {"2026"}
+    assert Prediction.objects.filter(site__code="MILL").count() == 3
