@@ -107,21 +107,23 @@ def _measure() -> dict[str, list[float]]:
     return times
 
 
+def subprocess_env(**settings: str) -> dict[str, str]:
+    """This process's environment without Django's settings, plus ``settings``: a measuring
+    subprocess gets only its own (the api section leaves its server's variables behind)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DJANGO_") and key not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(DJANGO_SETTINGS_MODULE="floodsite.settings", OMP_NUM_THREADS="1", **settings)
+    return env
+
+
 def bench_hotpath() -> str:
     """The markdown section: median ms per request of each variant and what the chain costs."""
     with tempfile.TemporaryDirectory(prefix="floodsite-hotpath-") as var:
-        # Only this run's settings: the api section leaves its server's variables behind.
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("DJANGO_") and key not in ("DATABASE_URL", "REDIS_URL")
-        }
-        env.update(
-            DJANGO_SETTINGS_MODULE="floodsite.settings",
-            DJANGO_DEBUG="0",
-            FLOODSITE_VAR_DIR=var,
-            THROTTLE_PREDICT="1000000/min",
-            OMP_NUM_THREADS="1",
+        env = subprocess_env(
+            DJANGO_DEBUG="0", FLOODSITE_VAR_DIR=var, THROTTLE_PREDICT="1000000/min"
         )
         done = subprocess.run(
             [sys.executable, str(Path(__file__)), "--measure"],

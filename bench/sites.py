@@ -173,23 +173,17 @@ def _measure() -> dict:
 def bench_sites() -> str:
     """The markdown section: median server time of each page against the 200 ms target."""
     from bench.api import _throwaway_postgres
+    from bench.hotpath import subprocess_env
 
     database = _throwaway_postgres()
     if database is None:
         return "## Sites at scale\n\nNot run: no PostgreSQL on 127.0.0.1:5432."
     try:
         with tempfile.TemporaryDirectory(prefix="floodsite-sites-") as var:
-            env = {
-                key: value
-                for key, value in os.environ.items()
-                if not key.startswith("DJANGO_") and key not in ("DATABASE_URL", "REDIS_URL")
-            }
-            env.update(
-                DJANGO_SETTINGS_MODULE="floodsite.settings",
+            env = subprocess_env(
                 DJANGO_DEBUG="0",
                 DATABASE_URL=database.url,
                 FLOODSITE_VAR_DIR=var,
-                OMP_NUM_THREADS="1",
                 LOG_LEVEL="WARNING",
             )
             done = subprocess.run(
