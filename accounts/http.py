@@ -1,16 +1,23 @@
-"""Request types for views that only a signed-in user reaches, so ``request.user`` is a User."""
+"""Types for views: requests that only a signed-in user sends, so ``request.user`` is a User,
+and the type a view decorator keeps."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
 if TYPE_CHECKING:
     from django_htmx.middleware import HtmxDetails
 
     from accounts.models import User
+
+
+# A page's view function, whatever its URL arguments: a decorator typed View -> View keeps it.
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
 class AuthenticatedHttpRequest(HttpRequest):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
+    from accounts.http import View
     from floodsite.exceptions import ApplicationError
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 
 def _permission_name(permission: str) -> str:
@@ -65,20 +65,20 @@ def check_owner_or_permission(user: Any, *, owner_id: Any, permission: str) -> N
         raise permission_denied(permission)
 
 
-def permissions_required(*permissions: str, unsafe: Iterable[str] = ()) -> Callable[[_View], _View]:
+def permissions_required(*permissions: str, unsafe: Iterable[str] = ()) -> Callable[[View], View]:
     """Page decorator: sign-in first, then ``permissions`` for every method and ``unsafe``
     too for a POST (or any method that changes something). A user without one gets the
     403 page naming it."""
     writes = tuple(unsafe)
 
-    def decorator(view: _View) -> _View:
+    def decorator(view: View) -> View:
         @wraps(view)
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             needed = permissions if request.method in SAFE_METHODS else permissions + writes
             check_permissions(request.user, needed)
             return view(request, *args, **kwargs)
 
-        return cast(_View, login_required(checked))
+        return cast("View", login_required(checked))
 
     return decorator
 

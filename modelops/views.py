@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from csp.decorators import csp
 from django import forms
@@ -21,14 +21,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpResponse
-from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.http import AuthenticatedHttpRequest
+from accounts.http import AuthenticatedHttpRequest, View
 from accounts.permissions import check_permissions, permissions_required
 from accounts.roles import (
     HANDLE_ALERTS,
@@ -53,10 +52,9 @@ CHART_CSP = {
     "style-src": ["'unsafe-inline'"],
     "frame-ancestors": ["'self'"],
 }
-_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 
-def chart_csp(view: _View) -> _View:
+def chart_csp(view: View) -> View:
     """``csp(CHART_CSP)``, typed as Django types its own view decorators (django-csp's types
     take views of the request alone, so views with URL arguments would not match)."""
     return csp(CHART_CSP)(view)  # type: ignore[return-value]
