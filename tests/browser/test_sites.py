@@ -114,6 +114,10 @@ def test_register_a_site_predict_for_it_and_follow_it_over_time(
 
     # The prediction form: type part of the name, pick the site, its place values fill in.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Predict").click()
+    page.wait_for_url("**/predict/")
+    # htmx binds the search when the document has loaded; typing before that searches nothing
+    # (a person cannot type that fast; a test can).
+    page.wait_for_load_state("load")
     picker = page.locator("input[list=site-options]")
     picker.fill("WEIR-1")
     expect(page.locator('#site-options option[value="WEIR-1"]')).to_be_attached()
