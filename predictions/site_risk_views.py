@@ -20,8 +20,7 @@ from accounts.http import AuthenticatedHttpRequest
 from accounts.permissions import permissions_required
 from accounts.roles import CHANGE_SITE, PREDICT, VIEW_SITES
 from floodsite.exceptions import ApplicationError
-from mlcore.engine.schema import Manifest
-from mlcore.selectors import model_version_get_production
+from mlcore.selectors import predictor_get_active
 from predictions.selectors import prediction_visible
 from predictions.site_risk import TimelinePoint, site_risks, site_timeline
 from predictions.sites import site_get
@@ -46,10 +45,10 @@ NO_BAND_COLOUR = "#4a5866"  # a site with no prediction yet, or a band the model
 def _production_bands() -> list[tuple[str, float, str]]:
     """The production model's bands: name, lower bound and colour (none without a model)."""
     try:
-        version = model_version_get_production(name=settings.FLOODSITE_MODEL_NAME)
+        # The process's loaded copy: no query and no manifest parsing per request.
+        manifest = predictor_get_active(name=settings.FLOODSITE_MODEL_NAME).manifest
     except ApplicationError:
         return []
-    manifest = Manifest.from_dict(version.manifest)
     return [(band.name, band.lower, band.colour) for band in manifest.risk_bands]
 
 
